@@ -1,0 +1,92 @@
+"""The event contract: one Pandera (polars) model that every part of the platform uses.
+
+The model states the rules once. Ingestion parses raw strings into the model's dtypes
+(`dataplatform.lib.transform`), validates whole batches with it, and turns Pandera's
+failure cases into per-record reason codes; the asset checks and the UI's column
+schemas are generated from the same model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Final
+
+import pandera.polars as pa
+import polars as pl
+
+EVENT_TYPES: Final = ("view", "cart", "remove_from_cart", "purchase")
+
+# Accepted timestamps must fall in this window (relative to the time of validation for the
+# upper bound): anything else is a clock or unit error upstream, not an event.
+EARLIEST_EVENT_TIME: Final = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+MAX_FUTURE_SKEW: Final = dt.timedelta(days=1)
+
+UTC_DATETIME: Final = pl.Datetime("us", "UTC")
+
+
+class EventRecord(pa.DataFrameModel):
+    """One user interaction, after parsing. Column order is the warehouse's column order."""
+
+    event_id: str = pa.Field(nullable=False, str_length={"min_value": 1, "max_value": 256})
+    user_id: str = pa.Field(nullable=False, str_length={"min_value": 1, "max_value": 256})
+    timestamp: UTC_DATETIME = pa.Field(nullable=False, ge=EARLIEST_EVENT_TIME)  # type: ignore[valid-type]
+    event_type: str = pa.Field(nullable=False, isin=list(EVENT_TYPES))
+    product_id: pl.Int64 = pa.Field(nullable=True, ge=0)  # type: ignore[valid-type]
+    category: str = pa.Field(nullable=True, str_length={"max_value": 512})
+    brand: str = pa.Field(nullable=True, str_length={"max_value": 256})
+    price: float = pa.Field(nullable=True, ge=0)
+    session_id: str = pa.Field(nullable=True, str_length={"max_value": 256})
+    extras: str = pa.Field(nullable=True, description="JSON object of input columns the contract does not know")
+
+    @pa.check("price", name="finite")
+    def price_is_finite(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col(data.key).is_finite())
+
+    @pa.check("timestamp", name="not_in_future")
+    def timestamp_not_in_future(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        latest = dt.datetime.now(dt.UTC) + MAX_FUTURE_SKEW
+        return data.lazyframe.select(pl.col(data.key) <= pl.lit(latest, dtype=UTC_DATETIME))
+
+    class Config:
+        strict = "filter"  # lineage columns ride along during validation and are ignored
+        coerce = False
+
+
+CONTRACT_COLUMNS: Final[tuple[str, ...]] = tuple(EventRecord.to_schema().columns)
+REQUIRED_COLUMNS: Final = ("user_id", "timestamp", "event_type")
+# Columns that describe where a row came from; they travel with every row, valid or not.
+LINEAGE_COLUMNS: Final = ("batch_id", "source_file", "source_row")
+
+# Input column names accepted as the contract's names. The right-hand names are the public
+# REES46 e-commerce behaviour dataset's (https://rees46.com, "eCommerce behavior data"),
+# so its CSV files can be dropped into the landing zone as they are.
+COLUMN_ALIASES: Final[dict[str, str]] = {
+    "event_time": "timestamp",
+    "ts": "timestamp",
+    "time": "timestamp",
+    "user_session": "session_id",
+    "session": "session_id",
+    "category_code": "category",
+    "id": "event_id",
+}
+
+
+def event_dtypes() -> dict[str, pl.DataType]:
+    """The contract's columns and their Polars dtypes, in order."""
+    return {name: col.dtype.type for name, col in EventRecord.to_schema().columns.items()}
+
+
+def column_descriptions() -> dict[str, str]:
+    """Human descriptions for the UI's column schema."""
+    return {
+        "event_id": "Unique event id; derived from the record's content when the producer sends none",
+        "user_id": "User who acted (non-empty)",
+        "timestamp": "When the event happened, UTC",
+        "event_type": "One of " + ", ".join(EVENT_TYPES),
+        "product_id": "Product acted on",
+        "category": "Product category path (REES46: category_code)",
+        "brand": "Product brand",
+        "price": "Price at the time of the event, finite and >= 0",
+        "session_id": "Browsing session (REES46: user_session)",
+        "extras": "JSON object of input columns the contract does not name",
+    }

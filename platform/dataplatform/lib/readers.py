@@ -1,0 +1,182 @@
+"""Turn the bytes of one landing file into a frame of text columns, one row per input record.
+
+Every value is read as text so that files of any producer concatenate into one batch and
+the contract (not the reader) decides what a value means. Each row carries `source_file`
+and `source_row` (1-based line number for JSONL, record number for CSV and Parquet).
+A file that cannot be read at all becomes a `FileRejection` with a reason code instead.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import zlib
+from dataclasses import dataclass
+
+import polars as pl
+
+SUPPORTED_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz", ".csv", ".csv.gz", ".parquet")
+UTF8_BOM = b"\xef\xbb\xbf"
+# Quarantined whole files keep this much of their content as a preview.
+REJECTED_PREVIEW_BYTES = 2048
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    """Records of one file as text columns, plus the lines that were not records."""
+
+    source_file: str
+    content_sha256: str
+    size: int
+    records: pl.DataFrame  # text columns + source_row
+    malformed: pl.DataFrame  # source_row, raw_record: lines that are not JSON objects
+
+
+@dataclass(frozen=True)
+class FileRejection:
+    """A file quarantined as a whole: no record in it could be read."""
+
+    source_file: str
+    content_sha256: str
+    size: int
+    reason: str
+    detail: str
+    preview: str
+
+
+MALFORMED_SCHEMA = {"source_row": pl.Int64, "raw_record": pl.String}
+
+
+def file_format(name: str) -> str | None:
+    lowered = name.lower()
+    for suffix in sorted(SUPPORTED_SUFFIXES, key=len, reverse=True):
+        if lowered.endswith(suffix):
+            return suffix.removesuffix(".gz").lstrip(".").replace("ndjson", "jsonl")
+    return None
+
+
+def read_landing_file(source_file: str, data: bytes) -> ParsedFile | FileRejection:
+    """Parse one file's bytes; never raises for bad content."""
+    digest = hashlib.sha256(data).hexdigest()
+
+    def reject(reason: str, detail: str) -> FileRejection:
+        preview = data[:REJECTED_PREVIEW_BYTES].decode("utf-8", errors="replace")
+        return FileRejection(source_file, digest, len(data), reason, detail[:500], preview)
+
+    fmt = file_format(source_file)
+    if fmt is None:
+        return reject("file:unsupported_format", f"supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    payload = data
+    if source_file.lower().endswith(".gz"):
+        try:
+            payload = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            return reject("file:corrupt_compression", str(exc))
+    if fmt == "parquet":
+        records = _read_parquet(payload)
+        if isinstance(records, str):
+            return reject("file:unreadable_parquet", records)
+        return ParsedFile(source_file, digest, len(data), records, pl.DataFrame(schema=MALFORMED_SCHEMA))
+    if payload.startswith(UTF8_BOM):
+        payload = payload[len(UTF8_BOM) :]
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return reject("file:invalid_utf8", str(exc))
+    if fmt == "csv":
+        records = _read_csv(payload)
+        if isinstance(records, str):
+            return reject("file:unreadable_csv", records)
+        return ParsedFile(source_file, digest, len(data), records, pl.DataFrame(schema=MALFORMED_SCHEMA))
+    records, malformed = _read_jsonl(text)
+    return ParsedFile(source_file, digest, len(data), records, malformed)
+
+
+def _numbered(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_row_index("source_row", offset=1).with_columns(pl.col("source_row").cast(pl.Int64))
+
+
+def _read_csv(payload: bytes) -> pl.DataFrame | str:
+    if not payload.strip():
+        return pl.DataFrame(schema={"source_row": pl.Int64})
+    try:
+        frame = pl.read_csv(io.BytesIO(payload), infer_schema=False, raise_if_empty=False)
+    except pl.exceptions.PolarsError as exc:
+        return str(exc)
+    return _numbered(_normalize_names(frame))
+
+
+def _read_parquet(payload: bytes) -> pl.DataFrame | str:
+    try:
+        frame = pl.read_parquet(io.BytesIO(payload))
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        return str(exc)
+    return _numbered(_normalize_names(frame.select(_as_text(name, frame.schema[name]) for name in frame.columns)))
+
+
+def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
+    column = pl.col(name)
+    if isinstance(dtype, pl.Datetime):
+        # Text that the contract parses back exactly: ISO-8601 in UTC with an explicit offset.
+        utc = column.dt.replace_time_zone("UTC") if dtype.time_zone is None else column.dt.convert_time_zone("UTC")
+        return utc.dt.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00").alias(name)
+    if isinstance(dtype, pl.Struct | pl.List | pl.Array):
+        # JSON text for nested values: wrap in a one-field struct, encode, strip the wrapper.
+        encoded = pl.struct(column.alias("v")).struct.json_encode()
+        return encoded.str.slice(5, encoded.str.len_chars() - 6).alias(name)
+    return column.cast(pl.String).alias(name)
+
+
+def _read_jsonl(text: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    lines = pl.DataFrame({"raw_record": text.split("\n")})
+    lines = _numbered(lines).with_columns(pl.col("raw_record").str.strip_chars_end("\r"))
+    lines = lines.filter(pl.col("raw_record").str.strip_chars() != "")
+    if lines.height == 0:
+        return pl.DataFrame(schema={"source_row": pl.Int64}), pl.DataFrame(schema=MALFORMED_SCHEMA)
+    body = "\n".join(lines["raw_record"]).encode()
+    try:
+        names = pl.scan_ndjson(io.BytesIO(body), infer_schema_length=None).collect_schema().names()
+        frame = pl.read_ndjson(io.BytesIO(body), schema=dict.fromkeys(names, pl.String))
+    except pl.exceptions.PolarsError:
+        return _read_jsonl_line_by_line(lines)
+    if frame.height != lines.height:
+        return _read_jsonl_line_by_line(lines)
+    records = _normalize_names(frame).with_columns(lines["source_row"])
+    return records, pl.DataFrame(schema=MALFORMED_SCHEMA)
+
+
+def _read_jsonl_line_by_line(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Slow path, taken only for a file the columnar reader rejected: find the bad lines."""
+    rows: list[dict[str, str | None]] = []
+    good_rows: list[int] = []
+    bad_rows: list[int] = []
+    for source_row, raw in zip(lines["source_row"], lines["raw_record"], strict=True):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            bad_rows.append(source_row)
+            continue
+        rows.append({str(k): v if isinstance(v, str) or v is None else json.dumps(v) for k, v in value.items()})
+        good_rows.append(source_row)
+    names = list(dict.fromkeys(key for row in rows for key in row))
+    records = pl.from_dicts(rows, schema=dict.fromkeys(names, pl.String)) if rows else pl.DataFrame()
+    records = _normalize_names(records).with_columns(pl.Series("source_row", good_rows, dtype=pl.Int64))
+    malformed = lines.filter(pl.col("source_row").is_in(bad_rows)).select("source_row", "raw_record")
+    return records, malformed
+
+
+# Names the platform adds to every row; an input column of the same name is kept as `input_<name>`.
+RESERVED_NAMES = frozenset({"source_row", "source_file", "batch_id", "raw_record", "reasons"})
+
+
+def _normalize_names(frame: pl.DataFrame) -> pl.DataFrame:
+    """Trim and lower-case column names; a name that repeats after that keeps its first column."""
+    seen: dict[str, str] = {}
+    for name in frame.columns:
+        clean = name.strip().lower()
+        seen.setdefault(f"input_{clean}" if clean in RESERVED_NAMES else clean, name)
+    return frame.select(pl.col(original).alias(clean) for clean, original in seen.items())

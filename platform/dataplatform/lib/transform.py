@@ -1,0 +1,230 @@
+"""The one transform both ingestion modes share: text records in, valid events and quarantine out.
+
+Steps, all columnar over the whole batch:
+1. map input names to the contract (aliases), pack unknown columns into `extras` (JSON);
+2. parse text into the contract's dtypes, noting values that were present but unparseable;
+3. derive a content-based `event_id` where the producer sent none;
+4. validate with the Pandera contract and turn its failure cases into per-row reason codes;
+5. split valid rows from quarantined ones and drop repeated `event_id`s (first one wins).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import pandera.polars as pa
+import polars as pl
+
+from dataplatform.lib.contract import (
+    COLUMN_ALIASES,
+    CONTRACT_COLUMNS,
+    UTC_DATETIME,
+    EventRecord,
+    event_dtypes,
+)
+
+TEXT_COLUMNS = ("event_id", "user_id", "event_type", "category", "brand", "session_id")
+ROW = "_row"
+RECORD_COLUMNS = ("source_file", "source_row")
+
+# Pandera check names as reason codes: short, stable words an analyst can group by.
+CHECK_REASON = {
+    "not_nullable": "missing",
+    "greater_than_or_equal_to": "below_minimum",
+    "less_than_or_equal_to": "above_maximum",
+    "isin": "not_allowed",
+    "str_length": "bad_length",
+}
+
+# Epoch numbers: below 1e11 are seconds (1e11 s is the year 5138), below 1e14 milliseconds,
+# above that microseconds.
+EPOCH_SECONDS_LIMIT = 1e11
+EPOCH_MILLIS_LIMIT = 1e14
+
+
+@dataclass(frozen=True)
+class TransformResult:
+    valid: pl.DataFrame  # contract columns + event_date + source_file, source_row; unique event_id
+    quarantine: pl.DataFrame  # source_file, source_row, reasons, raw_record
+    rows_in: int
+    duplicates: int  # valid rows dropped because an earlier row had the same event_id
+
+
+QUARANTINE_SCHEMA = {
+    "source_file": pl.String,
+    "source_row": pl.Int64,
+    "reasons": pl.List(pl.String),
+    "raw_record": pl.String,
+}
+
+
+def apply_aliases(records: pl.DataFrame) -> pl.DataFrame:
+    """Rename aliased input columns to contract names and pack the rest into `extras`."""
+    frame = records
+    for alias, name in COLUMN_ALIASES.items():
+        if alias in frame.columns:
+            # A file may mix both names (producers change); the contract's name wins per row.
+            merged = pl.coalesce(name, alias) if name in frame.columns else pl.col(alias)
+            frame = frame.with_columns(merged.alias(name)).drop(alias)
+    known = set(CONTRACT_COLUMNS) | set(RECORD_COLUMNS)
+    unknown = [name for name in frame.columns if name not in known]
+    packed = [*unknown, "extras"] if "extras" in frame.columns else unknown
+    extras = (
+        pl.when(pl.any_horizontal(pl.col(packed).is_not_null()))
+        .then(pl.struct(packed).struct.json_encode())
+        .alias("extras")
+        if packed
+        else pl.lit(None, dtype=pl.String).alias("extras")
+    )
+    missing = [pl.lit(None, dtype=pl.String).alias(name) for name in CONTRACT_COLUMNS if name not in frame.columns]
+    return frame.with_columns(*missing).with_columns(extras).select(*CONTRACT_COLUMNS, *RECORD_COLUMNS)
+
+
+def _parse_timestamp(text: pl.Expr) -> pl.Expr:
+    numeric = text.cast(pl.Float64, strict=False)
+    micros = (
+        pl.when(numeric.abs() < EPOCH_SECONDS_LIMIT)
+        .then(numeric * 1e6)
+        .when(numeric.abs() < EPOCH_MILLIS_LIMIT)
+        .then(numeric * 1e3)
+        .otherwise(numeric)
+    )
+    from_epoch = micros.round(0).cast(pl.Int64, strict=False).cast(UTC_DATETIME)
+    iso = (
+        text.str.replace(r"^(\d{4}-\d{2}-\d{2})[Tt]", "$1 ")
+        .str.replace(r"(?i)\s*(z|utc)$", "+00:00")
+    )
+    with_offset = iso.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%z", strict=False, time_zone="UTC", time_unit="us")
+    # No offset given: the platform reads it as UTC (documented in the README).
+    naive = iso.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us").dt.replace_time_zone("UTC")
+    return pl.when(text.str.contains(r"^-?\d+(\.\d+)?$")).then(from_epoch).otherwise(pl.coalesce(with_offset, naive))
+
+
+def _parse_integer(text: pl.Expr) -> pl.Expr:
+    as_float = text.cast(pl.Float64, strict=False)
+    integral = pl.when(as_float.is_finite() & (as_float == as_float.floor()) & (as_float.abs() < 2**53))
+    return pl.coalesce(text.cast(pl.Int64, strict=False), integral.then(as_float).cast(pl.Int64, strict=False))
+
+
+def parse_records(text_records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Parse text columns into contract dtypes. Returns (typed frame, unparseable reasons)."""
+    stripped = text_records.with_columns(
+        pl.col(name).str.strip_chars() for name in (*CONTRACT_COLUMNS[:-1],)  # extras is JSON: keep as is
+    ).with_columns(pl.col("event_type").str.to_lowercase())
+    # Empty optional text means "absent"; empty user_id stays empty so the contract can name it.
+    absent_when_empty = [name for name in ("event_id", "category", "brand", "session_id") if name in stripped.columns]
+    stripped = stripped.with_columns(
+        pl.when(pl.col(name) == "").then(None).otherwise(pl.col(name)).alias(name) for name in absent_when_empty
+    )
+    parsed_exprs = {
+        "timestamp": _parse_timestamp(pl.col("timestamp")),
+        "product_id": _parse_integer(pl.col("product_id")),
+        "price": pl.col("price").cast(pl.Float64, strict=False),
+    }
+    typed = stripped.with_row_index(ROW).with_columns(
+        pl.col(ROW).cast(pl.Int64), *(expr.alias(name) for name, expr in parsed_exprs.items())
+    )
+    unparseable = (
+        stripped.with_row_index(ROW)
+        .select(
+            ROW,
+            *[
+                pl.when(pl.col(name).is_not_null() & (pl.col(name) != "") & expr.is_null())
+                .then(pl.lit(f"{name}:unparseable"))
+                .alias(name)
+                for name, expr in parsed_exprs.items()
+            ],
+        )
+        .unpivot(index=ROW, value_name="reason")
+        .drop_nulls("reason")
+        .select(pl.col(ROW).cast(pl.Int64), "reason", pl.col("variable").alias("column"))
+    )
+    return typed, unparseable
+
+
+def derive_event_ids(typed: pl.DataFrame) -> pl.DataFrame:
+    """Fill absent event ids with a hash of the record's content (stable across versions and formats)."""
+    fields = [
+        pl.col("user_id"),
+        pl.col("timestamp").dt.epoch("us").cast(pl.String),
+        pl.col("event_type"),
+        pl.col("product_id").cast(pl.String),
+        pl.col("session_id"),
+        pl.col("price").cast(pl.String),
+        pl.col("category"),
+        pl.col("brand"),
+    ]
+    # Absent fields hash as "\x00" so that (a, absent) and (absent, a) differ.
+    content = pl.concat_str(
+        [field.fill_null("\x00") for field in fields],
+        separator="\x1f",
+    )
+    keys = typed.select(pl.when(pl.col("event_id").is_null()).then(content).alias("content"))
+    # DuckDB's sha256 is vectorized and, unlike Polars' hash(), stable across releases.
+    hashed = duckdb.sql(
+        "SELECT CASE WHEN content IS NULL THEN NULL ELSE 'h' || left(sha256(content), 31) END AS derived FROM keys"
+    ).pl()
+    return typed.with_columns(pl.coalesce(pl.col("event_id"), hashed["derived"]).alias("event_id"))
+
+
+def _contract_reasons(typed: pl.DataFrame) -> pl.DataFrame:
+    """Run the Pandera contract over the whole frame; one row per (row, failed check)."""
+    try:
+        EventRecord.validate(typed.select(CONTRACT_COLUMNS), lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+    else:
+        return pl.DataFrame(schema={ROW: pl.Int64, "reason": pl.String, "column": pl.String})
+    if cases["index"].null_count():
+        raise TypeError(f"contract schema-level failure (a bug in parsing): {cases.filter(pl.col('index').is_null())}")
+    check = pl.col("check").str.replace(r"\(.*$", "")
+    check = check.replace(CHECK_REASON)
+    return cases.select(
+        pl.col("index").cast(pl.Int64).alias(ROW),
+        pl.concat_str(pl.col("column"), pl.lit(":"), check).alias("reason"),
+        "column",
+    )
+
+
+def transform(text_records: pl.DataFrame, malformed: pl.DataFrame) -> TransformResult:
+    """Apply the contract to a batch of text records (plus lines that were not records at all)."""
+    frame = apply_aliases(text_records)
+    typed, unparseable = parse_records(frame)
+    typed = derive_event_ids(typed)
+    contract = _contract_reasons(typed)
+    # An unparseable required value is also "missing" to the contract; name the cause only once.
+    contract = contract.join(unparseable.select(ROW, "column"), on=[ROW, "column"], how="anti")
+    reasons = (
+        pl.concat([unparseable, contract])
+        .group_by(ROW)
+        .agg(pl.col("reason").unique().sort().alias("reasons"))
+    )
+    bad_rows = reasons[ROW]
+    good = typed.filter(~pl.col(ROW).is_in(bad_rows.implode()))
+
+    raw_columns = [name for name in frame.columns if name not in RECORD_COLUMNS]
+    quarantined = pl.concat(
+        [
+            frame.with_row_index(ROW)
+            .with_columns(pl.col(ROW).cast(pl.Int64))
+            .join(reasons, on=ROW, how="inner")
+            .sort(ROW)
+            .select(
+                "source_file",
+                "source_row",
+                "reasons",
+                pl.struct(raw_columns).struct.json_encode().alias("raw_record"),
+            ),
+            malformed.select(
+                "source_file", "source_row", pl.lit(["record:malformed_json"]).alias("reasons"), "raw_record"
+            ),
+        ],
+        how="vertical_relaxed",
+    ).select(list(QUARANTINE_SCHEMA))
+
+    valid = good.select(*CONTRACT_COLUMNS, *RECORD_COLUMNS).cast(event_dtypes())
+    unique = valid.unique(subset="event_id", keep="first", maintain_order=True)
+    unique = unique.with_columns(pl.col("timestamp").dt.date().alias("event_date"))
+    rows_in = typed.height + malformed.height
+    return TransformResult(unique, quarantined, rows_in, valid.height - unique.height)

@@ -1,0 +1,190 @@
+"""The DuckDB warehouse: tables, the transactional commit of one ingested batch, and views.
+
+DuckDB allows one writing process per file. Dagster runs that write take the
+`duckdb_writer` pool (limit 1); `connect` still retries while another process (a
+developer's shell, say) holds the lock, instead of failing at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id VARCHAR NOT NULL,
+    user_id VARCHAR NOT NULL,
+    "timestamp" TIMESTAMPTZ NOT NULL,
+    event_type VARCHAR NOT NULL,
+    product_id BIGINT,
+    category VARCHAR,
+    brand VARCHAR,
+    price DOUBLE,
+    session_id VARCHAR,
+    extras VARCHAR,
+    source_file VARCHAR NOT NULL,
+    source_row BIGINT NOT NULL,
+    event_date DATE NOT NULL,
+    batch_id VARCHAR NOT NULL,
+    ingested_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    batch_id VARCHAR NOT NULL,
+    source_file VARCHAR NOT NULL,
+    source_row BIGINT,
+    reasons VARCHAR[] NOT NULL,
+    raw_record VARCHAR,
+    quarantined_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ingest_batches (
+    batch_id VARCHAR PRIMARY KEY,
+    mode VARCHAR NOT NULL,
+    partition_key VARCHAR,
+    run_id VARCHAR,
+    files VARCHAR[] NOT NULL,
+    files_redelivered VARCHAR[] NOT NULL,
+    files_rejected INTEGER NOT NULL,
+    rows_in BIGINT NOT NULL,
+    rows_valid BIGINT NOT NULL,
+    rows_quarantined BIGINT NOT NULL,
+    rows_duplicate BIGINT NOT NULL,
+    rows_duplicate_in_batch BIGINT NOT NULL,
+    rows_duplicate_existing BIGINT NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    committed_at TIMESTAMPTZ NOT NULL,
+    read_seconds DOUBLE,
+    transform_seconds DOUBLE,
+    write_seconds DOUBLE
+);
+CREATE TABLE IF NOT EXISTS ingested_files (
+    source_file VARCHAR NOT NULL,
+    identity VARCHAR NOT NULL,
+    content_sha256 VARCHAR NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    batch_id VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,  -- ingested | redelivered | rejected
+    recorded_at TIMESTAMPTZ NOT NULL
+);
+CREATE OR REPLACE VIEW quarantine_reasons AS
+    WITH exploded AS (
+        SELECT CAST(quarantined_at AS DATE) AS quarantine_date, unnest(reasons) AS reason FROM quarantine
+    )
+    SELECT quarantine_date, reason, count(*) AS records FROM exploded GROUP BY ALL;
+CREATE OR REPLACE VIEW events_daily AS
+    SELECT event_date, event_type, count(*) AS events, count(DISTINCT user_id) AS users
+    FROM events GROUP BY ALL;
+"""
+
+EVENT_COLUMNS = (
+    "event_id", "user_id", "timestamp", "event_type", "product_id", "category", "brand", "price",
+    "session_id", "extras", "source_file", "source_row", "event_date", "batch_id", "ingested_at",
+)  # fmt: skip
+
+AUDIT_SCHEMA = {
+    "batch_id": pl.String, "mode": pl.String, "partition_key": pl.String, "run_id": pl.String,
+    "files": pl.List(pl.String), "files_redelivered": pl.List(pl.String), "files_rejected": pl.Int32,
+    "rows_in": pl.Int64, "rows_valid": pl.Int64, "rows_quarantined": pl.Int64, "rows_duplicate": pl.Int64,
+    "rows_duplicate_in_batch": pl.Int64, "rows_duplicate_existing": pl.Int64,
+    "started_at": pl.Datetime("us", "UTC"), "committed_at": pl.Datetime("us", "UTC"),
+    "read_seconds": pl.Float64, "transform_seconds": pl.Float64, "write_seconds": pl.Float64,
+}  # fmt: skip
+
+LOCK_WAIT_SECONDS = 120.0
+
+
+@contextmanager
+def connect(path: Path, *, read_only: bool = False, wait_seconds: float = LOCK_WAIT_SECONDS) -> Iterator[Any]:
+    """Open the warehouse, waiting (with backoff) while another process holds its lock."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if read_only and not path.exists():
+        with connect(path):  # create an empty warehouse so readers see empty tables, not an error
+            pass
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    try:
+        con.sql("SET TimeZone = 'UTC'")
+        if not read_only:
+            con.sql(SCHEMA_SQL)
+        yield con
+    finally:
+        con.close()
+
+
+def ids_owned_by_other_batches(con: Any, valid: pl.DataFrame, batch_id: str) -> pl.Series:
+    """Event ids of this batch that the warehouse already holds from a different batch."""
+    con.register("incoming_ids", valid.select("event_id"))
+    try:
+        found = con.sql(
+            "SELECT DISTINCT e.event_id FROM incoming_ids i JOIN events e USING (event_id) WHERE e.batch_id <> ?",
+            params=[batch_id],
+        ).pl()
+    finally:
+        con.unregister("incoming_ids")
+    return found["event_id"]
+
+
+@dataclass(frozen=True)
+class BatchCommit:
+    batch_id: str
+    events: pl.DataFrame  # valid rows with event_date, lineage, batch_id, ingested_at
+    quarantine: pl.DataFrame  # batch_id, source_file, source_row, reasons, raw_record, quarantined_at
+    audit: dict[str, Any]
+    files: pl.DataFrame  # ingested_files rows
+
+
+def commit_batch(con: Any, commit: BatchCommit) -> None:
+    """Make one batch's rows, quarantine, audit row and file records visible in one transaction.
+
+    Idempotent: re-committing the same batch leaves the same tables.
+    """
+    con.register("batch_events", commit.events.select(EVENT_COLUMNS))
+    con.register("batch_quarantine", commit.quarantine)
+    con.register("batch_files", commit.files)
+    con.register("batch_audit", pl.DataFrame([commit.audit], schema=AUDIT_SCHEMA))
+    try:
+        con.sql("BEGIN TRANSACTION")
+        con.sql(
+            """
+            MERGE INTO events AS t USING batch_events AS s ON t.event_id = s.event_id
+            WHEN NOT MATCHED THEN INSERT BY NAME
+            """
+        )
+        for table in ("quarantine", "ingest_batches", "ingested_files"):
+            con.sql(f"DELETE FROM {table} WHERE batch_id = ?", params=[commit.batch_id])
+        con.sql("INSERT INTO quarantine BY NAME SELECT * FROM batch_quarantine")
+        con.sql("INSERT INTO ingest_batches BY NAME SELECT * FROM batch_audit")
+        con.sql("INSERT INTO ingested_files BY NAME SELECT * FROM batch_files")
+        con.sql("COMMIT")
+    except BaseException:
+        con.sql("ROLLBACK")
+        raise
+    finally:
+        for name in ("batch_events", "batch_quarantine", "batch_files", "batch_audit"):
+            con.unregister(name)
+
+
+def scalar(con: Any, sql: str, params: list[Any] | None = None) -> Any:
+    """The first value of a query's first row (None when it returns no rows)."""
+    rows = con.sql(sql, params=params).limit(1).fetchall()
+    return rows[0][0] if rows else None
+
+
+def table_counts(con: Any) -> dict[str, int]:
+    tables = ("events", "quarantine", "ingest_batches", "ingested_files")
+    return {name: scalar(con, f"SELECT count(*) FROM {name}") for name in tables}

@@ -122,7 +122,9 @@ def _rejections_as_quarantine(rejected: list[FileRejection]) -> pl.DataFrame:
 
 
 def _files_frame(read: _ReadBatch, batch_id: str, now: dt.datetime) -> pl.DataFrame:
-    rows = [(f, sha, status) for f, sha, status in read.accepted] + [(f, sha, "redelivered") for f, sha in read.redelivered]
+    rows = [(f, sha, status) for f, sha, status in read.accepted] + [
+        (f, sha, "redelivered") for f, sha in read.redelivered
+    ]
     return pl.DataFrame(
         {
             "source_file": [f.key for f, _, _ in rows],

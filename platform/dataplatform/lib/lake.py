@@ -76,9 +76,9 @@ class Lake:
     def write_events(self, valid: pl.DataFrame, batch_id: str) -> list[Path]:
         """One file per event date for this batch; stale files of an earlier attempt are removed."""
         written: list[Path] = []
-        for (event_date,), part in valid.sort("event_date").partition_by(
-            "event_date", as_dict=True, maintain_order=True
-        ).items():
+        for (event_date,), part in (
+            valid.sort("event_date").partition_by("event_date", as_dict=True, maintain_order=True).items()
+        ):
             path = self.events_root / f"event_date={event_date}" / f"{batch_id}.parquet"
             write_parquet_atomically(part.drop("event_date"), path)
             written.append(path)

@@ -91,10 +91,7 @@ def _parse_timestamp(text: pl.Expr) -> pl.Expr:
         .otherwise(numeric)
     )
     from_epoch = micros.round(0).cast(pl.Int64, strict=False).cast(UTC_DATETIME)
-    iso = (
-        text.str.replace(r"^(\d{4}-\d{2}-\d{2})[Tt]", "$1 ")
-        .str.replace(r"(?i)\s*(z|utc)$", "+00:00")
-    )
+    iso = text.str.replace(r"^(\d{4}-\d{2}-\d{2})[Tt]", "$1 ").str.replace(r"(?i)\s*(z|utc)$", "+00:00")
     with_offset = iso.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%z", strict=False, time_zone="UTC", time_unit="us")
     # No offset given: the platform reads it as UTC (documented in the README).
     naive = iso.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us").dt.replace_time_zone("UTC")
@@ -110,7 +107,8 @@ def _parse_integer(text: pl.Expr) -> pl.Expr:
 def parse_records(text_records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Parse text columns into contract dtypes. Returns (typed frame, unparseable reasons)."""
     stripped = text_records.with_columns(
-        pl.col(name).str.strip_chars() for name in (*CONTRACT_COLUMNS[:-1],)  # extras is JSON: keep as is
+        pl.col(name).str.strip_chars()
+        for name in (*CONTRACT_COLUMNS[:-1],)  # extras is JSON: keep as is
     ).with_columns(pl.col("event_type").str.to_lowercase())
     # Empty optional text means "absent"; empty user_id stays empty so the contract can name it.
     absent_when_empty = [name for name in ("event_id", "category", "brand", "session_id") if name in stripped.columns]
@@ -162,9 +160,12 @@ def derive_event_ids(typed: pl.DataFrame) -> pl.DataFrame:
     )
     keys = typed.select(pl.when(pl.col("event_id").is_null()).then(content).alias("content"))
     # DuckDB's sha256 is vectorized and, unlike Polars' hash(), stable across releases.
-    hashed = duckdb.sql(
-        "SELECT CASE WHEN content IS NULL THEN NULL ELSE 'h' || left(sha256(content), 31) END AS derived FROM keys"
-    ).pl()
+    with duckdb.connect() as con:
+        con.register("event_keys", keys)
+        hashed = con.sql(
+            "SELECT CASE WHEN content IS NULL THEN NULL ELSE 'h' || left(sha256(content), 31) END AS derived"
+            " FROM event_keys"
+        ).pl()
     return typed.with_columns(pl.coalesce(pl.col("event_id"), hashed["derived"]).alias("event_id"))
 
 
@@ -195,11 +196,7 @@ def transform(text_records: pl.DataFrame, malformed: pl.DataFrame) -> TransformR
     contract = _contract_reasons(typed)
     # An unparseable required value is also "missing" to the contract; name the cause only once.
     contract = contract.join(unparseable.select(ROW, "column"), on=[ROW, "column"], how="anti")
-    reasons = (
-        pl.concat([unparseable, contract])
-        .group_by(ROW)
-        .agg(pl.col("reason").unique().sort().alias("reasons"))
-    )
+    reasons = pl.concat([unparseable, contract]).group_by(ROW).agg(pl.col("reason").unique().sort().alias("reasons"))
     bad_rows = reasons[ROW]
     good = typed.filter(~pl.col(ROW).is_in(bad_rows.implode()))
 

@@ -8,7 +8,7 @@ storage and SQL only as values, never as code.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
@@ -35,6 +35,8 @@ class LandingStore(Protocol):
     uri: str
 
     def list_files(self, limit: int) -> list[LandingFile]: ...
+
+    def stat(self, key: str) -> LandingFile | None: ...
 
     def read(self, key: str) -> bytes: ...
 
@@ -76,11 +78,21 @@ class LocalLanding:
                 stat = entry.stat(follow_symlinks=False)
                 yield LandingFile(stat.st_mtime, key, stat.st_size, str(stat.st_mtime_ns))
 
-    def read(self, key: str) -> bytes:
+    def _path(self, key: str) -> Path:
         path = self.root.joinpath(*safe_relative_key(key).parts)
         if path.is_symlink() or not path.resolve().is_relative_to(self.root.resolve()):
             raise ValueError(f"landing key leaves the landing root: {key!r}")
-        return path.read_bytes()
+        return path
+
+    def stat(self, key: str) -> LandingFile | None:
+        try:
+            stat = self._path(key).stat()
+        except FileNotFoundError:
+            return None
+        return LandingFile(stat.st_mtime, key, stat.st_size, str(stat.st_mtime_ns))
+
+    def read(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
 
 
 class S3Landing:
@@ -101,9 +113,26 @@ class S3Landing:
                     files.append(LandingFile(modified, key, item["Size"], item["ETag"].strip('"')))
         return sorted(files)[:limit]
 
+    def stat(self, key: str) -> LandingFile | None:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self.prefix + key)
+        except self.client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+        return LandingFile(head["LastModified"].timestamp(), key, head["ContentLength"], head["ETag"].strip('"'))
+
     def read(self, key: str) -> bytes:
         response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
         return response["Body"].read()
+
+
+def open_store(uri: str, s3_client: Callable[[], Any]) -> LandingStore:
+    """A store for a local folder or an `s3://bucket/prefix` uri (the client is made only for S3)."""
+    if uri.startswith("s3://"):
+        bucket, prefix = split_s3_uri(uri)
+        return S3Landing(s3_client(), bucket, prefix)
+    return LocalLanding(Path(uri))
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:

@@ -179,6 +179,34 @@ def commit_batch(con: Any, commit: BatchCommit) -> None:
             con.unregister(name)
 
 
+def batch_reconciliation(con: Any, batch_id: str) -> dict[str, Any]:
+    """The audit row of a batch next to what the tables actually hold for it."""
+    row = con.sql(
+        """
+        SELECT b.rows_in, b.rows_valid, b.rows_quarantined, b.rows_duplicate,
+               (SELECT count(*) FROM events e WHERE e.batch_id = b.batch_id) AS events_in_table,
+               (SELECT count(*) FROM quarantine q WHERE q.batch_id = b.batch_id) AS quarantine_in_table
+        FROM ingest_batches b WHERE b.batch_id = ?
+        """,
+        params=[batch_id],
+    ).fetchall()
+    if not row:
+        return {"batch_id": batch_id, "found": False, "ok": False}
+    rows_in, valid, quarantined, duplicate, in_events, in_quarantine = row[0]
+    ok = rows_in == valid + quarantined + duplicate and in_events == valid and in_quarantine == quarantined
+    return {
+        "batch_id": batch_id,
+        "found": True,
+        "ok": ok,
+        "rows_in": rows_in,
+        "rows_valid": valid,
+        "rows_quarantined": quarantined,
+        "rows_duplicate": duplicate,
+        "events_in_table": in_events,
+        "quarantine_in_table": in_quarantine,
+    }
+
+
 def scalar(con: Any, sql: str, params: list[Any] | None = None) -> Any:
     """The first value of a query's first row (None when it returns no rows)."""
     rows = con.sql(sql, params=params).limit(1).fetchall()

@@ -1,0 +1,152 @@
+"""Ingestion assets: streaming micro-batches from the landing zone, daily batches of history.
+
+Both run the same `ingest_batch` (one transform, one writer) and both write the lake's
+`events` Parquet and the warehouse's `events`, `quarantine`, `ingest_batches` tables.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from dataplatform.defs.ingestion.metadata import (
+    RECONCILE_DESCRIPTION,
+    WRITER_POOL,
+    events_column_schema,
+    reconciliation_check,
+    report_metadata,
+)
+from dataplatform.defs.resources import FileStoreResource, LakehouseResource
+from dataplatform.lib import warehouse
+from dataplatform.lib.batching import group_into_batches
+from dataplatform.lib.ingest import IngestReport, batch_id_for, ingest_batch
+from dataplatform.lib.landing import LandingFile, LandingStore
+from dataplatform.lib.settings import Settings
+
+SETTINGS = Settings.from_env()
+LANDING_EVENTS = dg.AssetKey(["ingestion", "landing_events"])
+HISTORY_EVENTS = dg.AssetKey(["ingestion", "history_events"])
+OWNERS = ["team:data-platform"]
+KINDS = {"polars", "parquet", "duckdb"}
+daily_partitions = dg.DailyPartitionsDefinition(start_date=SETTINGS.history_start, end_offset=1)
+
+
+class LandingBatchConfig(dg.Config):
+    """Set by the landing sensor. Left empty, the run takes the files waiting in the landing zone."""
+
+    batch_id: str = ""
+    files: list[str] = []
+
+
+def _ingest(
+    context: dg.AssetExecutionContext,
+    store: LandingStore,
+    files: Sequence[LandingFile],
+    lakehouse: LakehouseResource,
+    batch_id: str,
+    mode: str,
+    partition_key: str | None = None,
+) -> tuple[IngestReport, dict[str, Any]]:
+    report = ingest_batch(
+        store=store,
+        files=files,
+        lake=lakehouse.lake(),
+        warehouse_path=Path(lakehouse.warehouse_path),
+        batch_id=batch_id,
+        mode=mode,
+        partition_key=partition_key,
+        run_id=context.run.run_id,
+        log=context.log.info,
+    )
+    with lakehouse.connect() as con:
+        check = warehouse.batch_reconciliation(con, batch_id)
+    return report, check
+
+
+def _waiting_files(store: LandingStore, lakehouse: LakehouseResource) -> list[LandingFile]:
+    ledger = lakehouse.lake().ledger
+    listed = [f for f in store.list_files(SETTINGS.max_listed_files) if not ledger.has_file(f)]
+    batches = group_into_batches(listed, SETTINGS.batch_max_files, SETTINGS.batch_max_bytes)
+    return batches[0] if batches else []
+
+
+@dg.asset(
+    key=LANDING_EVENTS,
+    group_name="ingestion",
+    description=(
+        "Streaming ingestion. Each materialization is one micro-batch of files from the landing zone, "
+        "requested by the `landing_files_sensor`: records are validated against the event contract, valid "
+        "events land in date-partitioned Parquet (`lake/events/event_date=...`) and are merged into the "
+        "warehouse table `events` by `event_id`; invalid records go to `quarantine` with their reasons."
+    ),
+    kinds=KINDS,
+    owners=OWNERS,
+    tags={"mode": "streaming"},
+    pool=WRITER_POOL,
+    metadata={"dagster/column_schema": events_column_schema(), "dagster/table_name": "warehouse.main.events"},
+    check_specs=[
+        dg.AssetCheckSpec("batch_reconciles", asset=LANDING_EVENTS, blocking=True, description=RECONCILE_DESCRIPTION)
+    ],
+)
+def landing_events(
+    context: dg.AssetExecutionContext,
+    config: LandingBatchConfig,
+    landing: FileStoreResource,
+    lakehouse: LakehouseResource,
+) -> dg.MaterializeResult:
+    store = landing.store()
+    if config.files:
+        found = [store.stat(key) for key in config.files]
+        files = [f for f in found if f is not None]
+        vanished = sorted(set(config.files) - {f.key for f in files})
+        if vanished:
+            context.log.warning(f"{len(vanished)} files vanished before ingestion: {vanished[:10]}")
+    else:
+        files = _waiting_files(store, lakehouse)
+    batch_id = config.batch_id or batch_id_for("stream", files)
+    report, check = _ingest(context, store, files, lakehouse, batch_id, mode="stream")
+    return dg.MaterializeResult(
+        metadata={**report_metadata([report]), "landing_uri": store.uri},
+        check_results=[reconciliation_check(LANDING_EVENTS, [check])],
+    )
+
+
+@dg.asset(
+    key=HISTORY_EVENTS,
+    group_name="ingestion",
+    description=(
+        "Batch ingestion of historical dumps, one daily partition per folder `event_date=YYYY-MM-DD/` under "
+        "the history location (local folder or S3). Same contract, transform and writers as streaming; a "
+        "backfill over a date range runs as a single run."
+    ),
+    kinds=KINDS | {"s3"},
+    owners=OWNERS,
+    tags={"mode": "batch"},
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=WRITER_POOL,
+    metadata={"dagster/column_schema": events_column_schema(), "dagster/table_name": "warehouse.main.events"},
+    check_specs=[
+        dg.AssetCheckSpec("batch_reconciles", asset=HISTORY_EVENTS, blocking=True, description=RECONCILE_DESCRIPTION)
+    ],
+)
+def history_events(
+    context: dg.AssetExecutionContext,
+    history: FileStoreResource,
+    lakehouse: LakehouseResource,
+) -> dg.MaterializeResult:
+    reports: list[IngestReport] = []
+    checks: list[dict[str, Any]] = []
+    for day in context.partition_keys:
+        store = history.store(f"event_date={day}")
+        files = store.list_files(SETTINGS.max_listed_files)
+        report, check = _ingest(
+            context, store, files, lakehouse, batch_id_for(f"history-{day}", files), mode="history", partition_key=day
+        )
+        reports.append(report)
+        checks.append(check)
+    return dg.MaterializeResult(
+        metadata={**report_metadata(reports), "history_uri": history.uri},
+        check_results=[reconciliation_check(HISTORY_EVENTS, checks)],
+    )

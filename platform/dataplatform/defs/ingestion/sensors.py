@@ -1,0 +1,75 @@
+"""The landing sensor: new files in the landing zone become micro-batch runs."""
+
+import time
+
+import dagster as dg
+
+from dataplatform.defs.ingestion.assets import SETTINGS, landing_events
+from dataplatform.defs.resources import FileStoreResource, LakehouseResource
+from dataplatform.lib.batching import BatchLimits, RunOutcome, SensorState, plan_tick
+
+ingest_landing_job = dg.define_asset_job(
+    "ingest_landing_job",
+    selection=[landing_events],
+    description="One micro-batch of landing files (requested by landing_files_sensor).",
+    # One step: in-process execution saves a process start per run (see stack findings).
+    executor_def=dg.in_process_executor,
+)
+
+_OUTCOMES = {
+    dg.DagsterRunStatus.SUCCESS: RunOutcome.SUCCESS,
+    dg.DagsterRunStatus.FAILURE: RunOutcome.FAILURE,
+    dg.DagsterRunStatus.CANCELED: RunOutcome.FAILURE,
+}
+
+
+def _run_outcome(instance: dg.DagsterInstance, run_key: str) -> RunOutcome:
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": run_key}), limit=1)
+    if not runs:
+        return RunOutcome.UNKNOWN
+    return _OUTCOMES.get(runs[0].status, RunOutcome.IN_PROGRESS)
+
+
+@dg.sensor(
+    job=ingest_landing_job,
+    minimum_interval_seconds=SETTINGS.sensor_interval_seconds,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Lists the landing zone, groups new files into bounded micro-batches and requests one run per batch "
+        "(run_key = batch id + attempt). Failed batches are retried up to DP_MAX_ATTEMPTS times."
+    ),
+)
+def landing_files_sensor(
+    context: dg.SensorEvaluationContext, landing: FileStoreResource, lakehouse: LakehouseResource
+) -> dg.SensorResult:
+    state = SensorState.from_cursor(context.cursor)
+    ledger = lakehouse.lake().ledger
+    listed = landing.store().list_files(SETTINGS.max_listed_files)
+    plan = plan_tick(
+        listed,
+        state,
+        is_ingested=ledger.has_file,
+        run_outcome=lambda run_key: _run_outcome(context.instance, run_key),
+        now=time.time(),
+        limits=BatchLimits(
+            max_files=SETTINGS.batch_max_files,
+            max_bytes=SETTINGS.batch_max_bytes,
+            max_batches_per_tick=SETTINGS.max_batches_per_tick,
+            settle_seconds=SETTINGS.settle_seconds,
+            max_attempts=SETTINGS.max_attempts,
+        ),
+    )
+    for note in plan.notes:
+        context.log.info(note)
+    requests = [
+        dg.RunRequest(
+            run_key=batch.run_key,
+            run_config=dg.RunConfig(
+                ops={landing_events.op.name: {"config": {"batch_id": batch.batch_id, "files": batch.keys}}}
+            ),
+            tags={"dataplatform/batch_id": batch.batch_id, "dataplatform/attempt": str(batch.attempt)},
+        )
+        for batch in plan.requests
+    ]
+    skip = None if requests else f"no new files ({len(listed)} listed, {len(plan.state.pending)} batches pending)"
+    return dg.SensorResult(run_requests=requests, skip_reason=skip, cursor=plan.state.to_cursor())

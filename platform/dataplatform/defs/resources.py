@@ -1,0 +1,69 @@
+"""Resources shared by every domain: where files arrive, and the lakehouse (lake + DuckDB)."""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from dataplatform.lib import warehouse
+from dataplatform.lib.lake import Lake
+from dataplatform.lib.landing import LandingStore, open_store
+from dataplatform.lib.settings import Settings
+
+
+class FileStoreResource(dg.ConfigurableResource):
+    """A folder of files: a local path, or `s3://bucket/prefix` read through dagster-aws."""
+
+    uri: str
+    s3: S3Resource
+
+    def store(self, subfolder: str | None = None) -> LandingStore:
+        uri = self.uri.rstrip("/") + (f"/{subfolder}" if subfolder else "")
+        return open_store(uri, self.s3.get_client)
+
+
+class LakehouseResource(dg.ConfigurableResource):
+    """The lake folder (Parquet, quarantine, ledger) and the DuckDB warehouse file."""
+
+    lake_dir: str
+    warehouse_path: str
+
+    def lake(self) -> Lake:
+        return Lake(Path(self.lake_dir))
+
+    @contextmanager
+    def connect(self, *, read_only: bool = False) -> Iterator[Any]:
+        with warehouse.connect(Path(self.warehouse_path), read_only=read_only) as con:
+            yield con
+
+
+def s3_resource(settings: Settings) -> S3Resource:
+    """S3 through dagster-aws; keys come from the environment only, via EnvVar."""
+    secrets: dict[str, Any] = {
+        field: dg.EnvVar(name)
+        for field, name in (
+            ("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
+            ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+            ("aws_session_token", "AWS_SESSION_TOKEN"),
+        )
+        if os.environ.get(name)
+    }
+    return S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.aws_region, **secrets)
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    s3 = s3_resource(settings)
+    return {
+        "landing": FileStoreResource(uri=settings.landing_uri, s3=s3),
+        "history": FileStoreResource(uri=settings.history_uri, s3=s3),
+        "lakehouse": LakehouseResource(lake_dir=str(settings.lake_dir), warehouse_path=str(settings.warehouse_path)),
+    }
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources=build_resources(Settings.from_env()))

@@ -1,0 +1,67 @@
+"""Headless: materialize the platform's assets once on what is there, then exit (`./dp materialize`).
+
+Runs go into the Dagster instance of $DAGSTER_HOME, so they show in the UI afterwards.
+1. `history_events` over every day that has a folder in the history location (one run);
+2. `landing_events`, batch after batch, until no file waits in the landing zone;
+3. every other asset, in dependency order (partitioned ones for the same days).
+Exits non-zero when any run or blocking check fails.
+"""
+
+import argparse
+import re
+import sys
+
+import dagster as dg
+
+from dataplatform.defs.ingestion.assets import HISTORY_EVENTS, LANDING_EVENTS, SETTINGS
+from dataplatform.definitions import defs
+from dataplatform.lib.landing import open_store
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+DAY_FOLDER = re.compile(r"^event_date=(\d{4}-\d{2}-\d{2})/")
+
+
+def history_days(definitions: dg.Definitions) -> list[str]:
+    history = definitions.resources["history"]
+    store = open_store(history.uri, history.s3.get_client)
+    days = {m.group(1) for f in store.list_files(SETTINGS.max_listed_files) if (m := DAY_FOLDER.match(f.key))}
+    return sorted(days)
+
+
+def _run(definitions: dg.Definitions, selection: list[dg.AssetKey], instance: dg.DagsterInstance, **kwargs) -> bool:
+    assets = list(definitions.assets or [])
+    result = dg.materialize(
+        assets, selection=selection, resources=definitions.resources, instance=instance, raise_on_error=False, **kwargs
+    )
+    return result.success
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--max-landing-batches", type=int, default=100, help="stop after this many landing batches")
+    args = parser.parse_args(argv)
+
+    definitions = defs()
+    ok = True
+    with dg.DagsterInstance.get() as instance:
+        days = history_days(definitions)
+        if days:
+            print(f"history_events: {days[0]} .. {days[-1]} ({len(days)} days) in one run", flush=True)
+            ok &= _run(definitions, [HISTORY_EVENTS], instance, tags={RANGE_START: days[0], RANGE_END: days[-1]})
+        landing = definitions.resources["landing"]
+        ledger = definitions.resources["lakehouse"].lake().ledger
+        for _ in range(args.max_landing_batches):
+            store = open_store(landing.uri, landing.s3.get_client)
+            if not any(not ledger.has_file(f) for f in store.list_files(SETTINGS.max_listed_files)):
+                break
+            print("landing_events: one micro-batch", flush=True)
+            if not _run(definitions, [LANDING_EVENTS], instance):
+                ok = False
+                break
+    print("all runs succeeded" if ok else "a run failed: see the Dagster UI or the log above", flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

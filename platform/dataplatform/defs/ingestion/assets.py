@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
 from dataplatform.defs.ingestion.metadata import (
     RECONCILE_DESCRIPTION,
@@ -35,8 +36,8 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date=SETTINGS.history_star
 class LandingBatchConfig(dg.Config):
     """Set by the landing sensor. Left empty, the run takes the files waiting in the landing zone."""
 
-    batch_id: str = ""
-    files: list[str] = []
+    batch_id: str = Field(default="", description="Stable id of the batch; derived from the files when empty")
+    files: list[str] = Field(default_factory=list, description="Landing keys of the batch's files")
 
 
 def _ingest(

@@ -1,0 +1,153 @@
+"""The event contract applied by the shared transform: parsing, reason codes, ids, aliases."""
+
+import datetime as dt
+
+import polars as pl
+import pytest
+from factories import event, jsonl_bytes
+
+from dataplatform.lib.contract import CONTRACT_COLUMNS, EventRecord
+from dataplatform.lib.readers import ParsedFile, read_landing_file
+from dataplatform.lib.transform import transform
+
+
+def run(records: list[dict[str, object]] | bytes, name: str = "f.jsonl"):
+    data = records if isinstance(records, bytes) else jsonl_bytes(records)
+    parsed = read_landing_file(name, data)
+    assert isinstance(parsed, ParsedFile)
+    return transform(
+        parsed.records.with_columns(pl.lit(name).alias("source_file")),
+        parsed.malformed.with_columns(pl.lit(name).alias("source_file")),
+    )
+
+
+def reasons_of(result) -> dict[int, list[str]]:
+    return {row["source_row"]: row["reasons"] for row in result.quarantine.iter_rows(named=True)}
+
+
+def test_valid_events_pass_and_satisfy_the_contract() -> None:
+    result = run([event(i) for i in range(20)])
+    assert result.valid.height == 20 and result.quarantine.height == 0
+    EventRecord.validate(result.valid.select(CONTRACT_COLUMNS))
+    assert result.valid["event_date"].to_list()[0] == dt.date(2026, 3, 1)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"user_id": ...}, "user_id:missing"),
+        ({"user_id": None}, "user_id:missing"),
+        ({"user_id": ""}, "user_id:bad_length"),
+        ({"user_id": "x" * 300}, "user_id:bad_length"),
+        ({"timestamp": ...}, "timestamp:missing"),
+        ({"timestamp": "last tuesday"}, "timestamp:unparseable"),
+        ({"timestamp": "1999-12-31T23:59:59+00:00"}, "timestamp:below_minimum"),
+        ({"timestamp": "2999-01-01T00:00:00+00:00"}, "timestamp:not_in_future"),
+        ({"event_type": ...}, "event_type:missing"),
+        ({"event_type": "click"}, "event_type:not_allowed"),
+        ({"price": -1}, "price:below_minimum"),
+        ({"price": "NaN"}, "price:finite"),
+        ({"price": "inf"}, "price:finite"),
+        ({"price": "cheap"}, "price:unparseable"),
+        ({"product_id": "abc"}, "product_id:unparseable"),
+        ({"product_id": -5}, "product_id:below_minimum"),
+        ({"user_id": {"nested": 1}}, None),  # a JSON object as user id is text, and valid text
+    ],
+)
+def test_each_violation_gets_its_own_reason_code(overrides: dict[str, object], reason: str | None) -> None:
+    result = run([event(1), event(2, **overrides)])
+    if reason is None:
+        assert result.quarantine.height == 0
+        return
+    assert reasons_of(result) == {2: [reason]}
+    assert result.valid["event_id"].to_list() == ["e1"]
+
+
+def test_several_violations_in_one_record_are_all_named() -> None:
+    result = run([event(1, user_id="", event_type="buy", price=-3)])
+    assert reasons_of(result)[1] == ["event_type:not_allowed", "price:below_minimum", "user_id:bad_length"]
+
+
+def test_unparseable_required_value_is_not_also_reported_missing() -> None:
+    result = run([event(1, timestamp="soon")])
+    assert reasons_of(result)[1] == ["timestamp:unparseable"]
+
+
+def test_quarantine_keeps_the_raw_record_so_it_can_be_replayed() -> None:
+    result = run([event(1, event_type="click")])
+    raw = result.quarantine["raw_record"][0]
+    assert '"event_type":"click"' in raw and '"user_id":"u1"' in raw
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "2026-03-01T10:00:00+00:00",
+        "2026-03-01T12:00:00+02:00",
+        "2026-03-01T10:00:00Z",
+        "2026-03-01 10:00:00 UTC",
+        "2026-03-01T10:00:00.000+0000",
+        "2026-03-01 10:00:00",  # no offset: read as UTC
+        1772359200,  # epoch seconds
+        1772359200000,  # epoch milliseconds
+        "1772359200.0",
+    ],
+)
+def test_timestamp_formats_parse_to_the_same_utc_instant(timestamp: object) -> None:
+    result = run([event(1, timestamp=timestamp)])
+    assert result.valid["timestamp"].to_list() == [dt.datetime(2026, 3, 1, 10, tzinfo=dt.UTC)]
+
+
+def test_derived_event_id_is_deterministic_and_format_independent() -> None:
+    first = run([event(1, event_id=..., timestamp="2026-03-01T10:00:00Z")])
+    second = run([event(1, event_id=..., timestamp=1772359200)])
+    other = run([event(1, event_id=..., timestamp=1772359201)])
+    assert first.valid["event_id"].to_list() == second.valid["event_id"].to_list()
+    assert first.valid["event_id"][0] != other.valid["event_id"][0]
+
+
+def test_derived_ids_distinguish_where_an_absent_field_sits() -> None:
+    a = run([event(1, event_id=..., brand=..., category="x")])
+    b = run([event(1, event_id=..., brand="x", category=...)])
+    assert a.valid["event_id"][0] != b.valid["event_id"][0]
+
+
+def test_duplicate_event_ids_keep_the_first_and_are_counted() -> None:
+    result = run([event(1), event(2), event(1, price=99.0)])
+    assert result.duplicates == 1
+    assert result.valid.filter(pl.col("event_id") == "e1")["price"].to_list() == [11.0]
+    assert result.rows_in == result.valid.height + result.quarantine.height + result.duplicates
+
+
+def test_rees46_csv_is_read_through_aliases() -> None:
+    csv = (
+        b"event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session\n"
+        b"2019-10-01 00:00:00 UTC,view,44600062,2103807459595387724,,shiseido,35.79,541312140,"
+        b"72d76fde-8bb3-4e00-8c23-a032dfed738c\n"
+        b"2019-10-01 00:00:01 UTC,purchase,3900821,2053013552326770905,appliances.water_heater,aqua,33.20,"
+        b"554748717,9333dfbd-b87a-4708-9857-6336556b0fcc\n"
+    )
+    result = run(csv, name="2019-Oct.csv")
+    assert result.quarantine.height == 0
+    row = result.valid.row(1, named=True)
+    assert row["session_id"] == "9333dfbd-b87a-4708-9857-6336556b0fcc"
+    assert row["category"] == "appliances.water_heater"
+    assert row["extras"] == '{"category_id":"2053013552326770905"}'
+    assert result.valid["category"][0] is None  # empty text is "absent"
+
+
+def test_unknown_columns_are_kept_in_extras_and_never_crash() -> None:
+    result = run([event(1, campaign="spring", nested={"a": [1, 2]}), event(2)])
+    extras = result.valid.sort("event_id")["extras"].to_list()
+    assert extras[0] == '{"campaign":"spring","nested":"{\\"a\\": [1, 2]}"}'
+    assert extras[1] is None
+
+
+def test_mixed_alias_and_contract_names_in_one_file_coalesce() -> None:
+    result = run([event(1), event(2, timestamp=..., event_time="2026-03-02T00:00:00Z")])
+    assert result.valid.height == 2
+
+
+def test_values_that_look_like_sql_are_just_text() -> None:
+    result = run([event(1, user_id="x'); DROP TABLE events; --", brand="$(rm -rf /)")])
+    assert result.valid["user_id"].to_list() == ["x'); DROP TABLE events; --"]

@@ -1,0 +1,107 @@
+"""Reading landing files of every supported kind, and rejecting the unreadable ones whole."""
+
+import datetime as dt
+
+import polars as pl
+import pytest
+from factories import event, gzip_bytes, jsonl_bytes, parquet_bytes
+
+from dataplatform.lib.readers import FileRejection, ParsedFile, file_format, read_landing_file
+
+
+def parsed(name: str, data: bytes) -> ParsedFile:
+    result = read_landing_file(name, data)
+    assert isinstance(result, ParsedFile), result
+    return result
+
+
+def rejected(name: str, data: bytes) -> FileRejection:
+    result = read_landing_file(name, data)
+    assert isinstance(result, FileRejection), result
+    return result
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [("a.jsonl", "jsonl"), ("a.JSONL.GZ", "jsonl"), ("a.ndjson", "jsonl"), ("x/a.csv.gz", "csv"),
+     ("a.parquet", "parquet"), ("a.json", None), ("a.txt", None), ("jsonl", None)],
+)  # fmt: skip
+def test_format_comes_from_the_suffix(name: str, fmt: str | None) -> None:
+    assert file_format(name) == fmt
+
+
+def test_jsonl_values_are_read_as_text_with_line_numbers() -> None:
+    result = parsed("a.jsonl", jsonl_bytes([event(1), event(2, price="12.5", flag=True)]))
+    assert set(result.records.schema.values()) == {pl.String, pl.Int64}  # text + source_row
+    assert result.records["source_row"].to_list() == [1, 2]
+    assert [float(v) for v in result.records["price"]] == [11.0, 12.5]
+    assert result.records["flag"].to_list() == [None, "true"]
+
+
+def test_broken_json_lines_are_set_aside_with_their_line_numbers() -> None:
+    data = jsonl_bytes([event(1)]) + b'{"user_id": "u2", \n' + b"\n" + b"[1, 2]\n" + jsonl_bytes([event(3)])
+    result = parsed("a.jsonl", data)
+    assert result.records["source_row"].to_list() == [1, 5]
+    assert result.malformed["source_row"].to_list() == [2, 4]
+
+
+def test_blank_lines_and_crlf_do_not_shift_line_numbers() -> None:
+    data = b"\r\n" + jsonl_bytes([event(1)]).replace(b"\n", b"\r\n") + b"\n" + jsonl_bytes([event(2)])
+    result = parsed("a.jsonl", data)
+    assert result.records["source_row"].to_list() == [2, 4]
+
+
+def test_utf8_bom_is_ignored() -> None:
+    result = parsed("a.jsonl", b"\xef\xbb\xbf" + jsonl_bytes([event(1)]))
+    assert "user_id" in result.records.columns and result.records.height == 1
+
+
+def test_numbers_polars_cannot_hold_fall_back_to_the_line_reader() -> None:
+    result = parsed("a.jsonl", b'{"user_id": "u", "price": 1e400}\n')
+    assert result.records["price"].to_list() == ["Infinity"]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("a.txt", b"hello", "file:unsupported_format"),
+        ("a.jsonl.gz", gzip_bytes(jsonl_bytes([event(1)]))[:-12], "file:corrupt_compression"),
+        ("a.jsonl", b'{"user_id": "\xff\xfe"}\n', "file:invalid_utf8"),
+        ("a.parquet", b"PAR1 not really", "file:unreadable_parquet"),
+        ("a.csv", b'user_id,timestamp\n"u1,2026\n', "file:unreadable_csv"),
+    ],
+)
+def test_unreadable_files_are_rejected_whole_with_a_reason(name: str, data: bytes, reason: str) -> None:
+    result = rejected(name, data)
+    assert result.reason == reason
+    assert result.size == len(data)
+
+
+def test_empty_files_have_no_records() -> None:
+    for name in ("a.jsonl", "a.csv", "a.jsonl.gz"):
+        data = gzip_bytes(b"") if name.endswith(".gz") else b""
+        assert parsed(name, data).records.height == 0
+
+
+def test_csv_with_quotes_and_embedded_newlines_and_reordered_headers() -> None:
+    data = b'event_type,user_id,brand,timestamp\nview,u1,"Acme, ""Inc""\nEurope",2026-03-01T10:00:00Z\n'
+    result = parsed("a.csv", data)
+    assert result.records["brand"].to_list() == ['Acme, "Inc"\nEurope']
+    assert result.records["source_row"].to_list() == [1]
+
+
+def test_parquet_datetimes_become_utc_text() -> None:
+    frame = pl.DataFrame(
+        {"user_id": ["u1"], "timestamp": [dt.datetime(2026, 3, 1, 12, 0)], "product_id": [5], "tags": [["a", "b"]]}
+    ).with_columns(pl.col("timestamp").dt.replace_time_zone("Europe/Berlin"))
+    result = parsed("a.parquet", parquet_bytes(frame))
+    row = result.records.row(0, named=True)
+    assert row["timestamp"] == "2026-03-01T11:00:00.000000+00:00"
+    assert row["product_id"] == "5"
+    assert row["tags"] == '["a","b"]'
+
+
+def test_column_names_are_trimmed_lowercased_and_reserved_names_kept_aside() -> None:
+    result = parsed("a.jsonl", b'{" User_ID ": "u1", "source_row": 9}\n')
+    assert result.records.columns == ["user_id", "input_source_row", "source_row"]
+    assert result.records["source_row"].to_list() == [1]

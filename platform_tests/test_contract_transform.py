@@ -4,11 +4,11 @@ import datetime as dt
 
 import polars as pl
 import pytest
-from factories import event, jsonl_bytes
 
 from dataplatform.lib.contract import CONTRACT_COLUMNS, EventRecord
 from dataplatform.lib.readers import ParsedFile, read_landing_file
 from dataplatform.lib.transform import transform
+from factories import event, jsonl_bytes
 
 
 def run(records: list[dict[str, object]] | bytes, name: str = "f.jsonl"):

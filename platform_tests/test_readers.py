@@ -4,9 +4,9 @@ import datetime as dt
 
 import polars as pl
 import pytest
-from factories import event, gzip_bytes, jsonl_bytes, parquet_bytes
 
 from dataplatform.lib.readers import FileRejection, ParsedFile, file_format, read_landing_file
+from factories import event, gzip_bytes, jsonl_bytes, parquet_bytes
 
 
 def parsed(name: str, data: bytes) -> ParsedFile:

@@ -8,6 +8,7 @@ from typing import Any
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
+from pydantic import Field
 
 from dataplatform.lib import warehouse
 from dataplatform.lib.lake import Lake
@@ -20,6 +21,9 @@ class FileStoreResource(dg.ConfigurableResource):
 
     uri: str
     s3: S3Resource
+    settle_seconds: float = Field(
+        default=1.0, description="A file younger than this may still be written to; it waits for the next tick"
+    )
 
     def store(self, subfolder: str | None = None) -> LandingStore:
         uri = self.uri.rstrip("/") + (f"/{subfolder}" if subfolder else "")
@@ -58,7 +62,7 @@ def s3_resource(settings: Settings) -> S3Resource:
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     s3 = s3_resource(settings)
     return {
-        "landing": FileStoreResource(uri=settings.landing_uri, s3=s3),
+        "landing": FileStoreResource(uri=settings.landing_uri, s3=s3, settle_seconds=settings.settle_seconds),
         "history": FileStoreResource(uri=settings.history_uri, s3=s3),
         "lakehouse": LakehouseResource(lake_dir=str(settings.lake_dir), warehouse_path=str(settings.warehouse_path)),
     }

@@ -55,7 +55,7 @@ def landing_files_sensor(
             max_files=SETTINGS.batch_max_files,
             max_bytes=SETTINGS.batch_max_bytes,
             max_batches_per_tick=SETTINGS.max_batches_per_tick,
-            settle_seconds=SETTINGS.settle_seconds,
+            settle_seconds=landing.settle_seconds,
             max_attempts=SETTINGS.max_attempts,
         ),
     )

@@ -4,7 +4,6 @@ import os
 from pathlib import Path
 
 import pytest
-from factories import write_landing
 
 from dataplatform.lib.batching import (
     LOST_RUN_SECONDS,
@@ -15,6 +14,7 @@ from dataplatform.lib.batching import (
     plan_tick,
 )
 from dataplatform.lib.landing import LandingFile, LocalLanding, safe_relative_key
+from factories import write_landing
 
 LIMITS = BatchLimits(max_files=3, max_bytes=1000, max_batches_per_tick=2, settle_seconds=5, max_attempts=2)
 NOW = 10_000.0
@@ -55,7 +55,7 @@ def test_a_tick_requests_bounded_batches_and_remembers_them() -> None:
 
 
 def test_files_still_settling_or_already_ingested_are_not_requested() -> None:
-    listed = files(2) + [LandingFile(NOW - 1, "fresh.jsonl", 10, "v")]
+    listed = [*files(2), LandingFile(NOW - 1, "fresh.jsonl", 10, "v")]
     result = plan(listed, ingested=listed[:1])
     assert [b.keys for b in result.requests] == [["f001.jsonl"]]
 

@@ -5,13 +5,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster_aws.s3 import S3Resource
-from factories import event, jsonl_bytes, write_landing
 
+from dataplatform.definitions import defs
 from dataplatform.defs.ingestion.assets import HISTORY_EVENTS, LANDING_EVENTS, history_events, landing_events
 from dataplatform.defs.ingestion.sensors import landing_files_sensor
 from dataplatform.defs.resources import FileStoreResource, LakehouseResource
-from dataplatform.definitions import defs
 from dataplatform.lib import warehouse
+from factories import event, jsonl_bytes, write_landing
 
 
 @pytest.fixture
@@ -101,10 +101,8 @@ def test_history_backfill_of_a_date_range_runs_as_one_run(tmp_path: Path, resour
     write_landing(history, "event_date=2026-03-01/part-0.jsonl", jsonl_bytes([event(i) for i in range(0, 9, 3)]))
     write_landing(history, "event_date=2026-03-02/part-0.jsonl", jsonl_bytes([event(i) for i in range(1, 9, 3)]))
     with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            [history_events], resources=resources, instance=instance,
-            tags={"dagster/asset_partition_range_start": "2026-03-01", "dagster/asset_partition_range_end": "2026-03-03"},
-        )  # fmt: skip
+        day_range = {"dagster/asset_partition_range_start": "2026-03-01", "dagster/asset_partition_range_end": "2026-03-03"}
+        result = dg.materialize([history_events], resources=resources, instance=instance, tags=day_range)
         assert result.success
         materialized = instance.get_materialized_partitions(HISTORY_EVENTS)
     assert materialized == {"2026-03-01", "2026-03-02", "2026-03-03"}

@@ -1,0 +1,371 @@
+"""Tests for dataplatform.lib.drift: statistics against scipy, verdicts, calibration, edge cases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from unittest import mock
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+from dataplatform.lib import drift
+from dataplatform.lib.drift import (
+    ColumnDrift,
+    Thresholds,
+    calibrate_thresholds,
+    compare,
+    summarize_reference,
+)
+
+DAY = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def compare_one(reference: pl.DataFrame, current: pl.DataFrame, **kwargs: object) -> ColumnDrift:
+    (result,) = compare(reference, current, **kwargs)  # type: ignore[arg-type]
+    return result
+
+
+def numeric_pair(a: np.ndarray, b: np.ndarray) -> ColumnDrift:
+    return compare_one(pl.DataFrame({"x": a}), pl.DataFrame({"x": b}))
+
+
+def zipf_labels(rng: np.random.Generator, levels: int, size: int) -> pl.Series:
+    probs = 1.0 / np.arange(1, levels + 1) ** 0.9
+    codes = rng.choice(levels, size=size, p=probs / probs.sum())
+    return pl.Series([f"sku_{i:04d}" for i in range(levels)]).gather(codes)
+
+
+def daily_history(rng: np.random.Generator, days: int, rows: int, jitter: np.ndarray | None = None) -> pl.DataFrame:
+    """`days` windows of `rows` rows; `jitter` shifts each day's mean (natural day-to-day variation)."""
+    shifts = np.zeros(days) if jitter is None else jitter
+    return pl.DataFrame(
+        {
+            "ts": pl.Series([DAY + dt.timedelta(days=d, hours=1) for d in range(days)]).gather(
+                np.repeat(np.arange(days), rows)
+            ),
+            "x": rng.normal(size=days * rows) + np.repeat(shifts, rows),
+            "channel": rng.choice(["web", "ios", "android", "api"], size=days * rows, p=[0.4, 0.3, 0.2, 0.1]),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- statistics vs scipy
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("ties", [False, True])
+def test_ks_and_wasserstein_match_scipy_on_small_inputs(seed: int, ties: bool) -> None:
+    rng = np.random.default_rng(seed)
+    n1, n2 = rng.integers(1, 300, size=2)
+    a, b = rng.normal(size=n1), rng.normal(0.2, 1.3, size=n2)
+    if ties:
+        a, b = np.round(a * 2), np.round(b * 2)
+    result = numeric_pair(a, b)
+    expected = stats.ks_2samp(a, b)
+    assert result.statistic == pytest.approx(expected.statistic, abs=1e-12)
+    assert result.p_value == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-15)
+    assert result.wasserstein == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-9, abs=1e-12)
+    json.dumps(result.to_dict())
+
+
+def test_ks_asymptotic_p_value_matches_scipy_beyond_exact_range() -> None:
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=20_000), rng.normal(0.04, size=3_000)  # max n > 10,000: scipy goes asymptotic
+    result = numeric_pair(a, b)
+    expected = stats.ks_2samp(a, b)
+    assert result.statistic == expected.statistic
+    assert result.p_value == pytest.approx(expected.pvalue, rel=1e-9)
+
+
+def test_kernel_matches_scipy_across_blocks_with_ties() -> None:
+    rng = np.random.default_rng(8)
+    a = np.round(rng.normal(size=150_000), 2)  # > one 65,536-value block, many ties
+    b = np.round(rng.normal(0.01, 1.1, size=140_000), 2)
+    result = numeric_pair(a, b)
+    assert result.statistic == pytest.approx(stats.ks_2samp(a, b).statistic, abs=1e-12)
+    assert result.wasserstein == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-9)
+
+
+samples = st.lists(
+    st.one_of(st.integers(-4, 4).map(float), st.floats(-1e3, 1e3, allow_nan=False)), min_size=1, max_size=40
+)
+
+
+@pytest.mark.filterwarnings("ignore:ks_2samp:RuntimeWarning")  # scipy's own exact->asymp notice
+@settings(max_examples=150, deadline=None)
+@given(a=samples, b=samples, block=st.sampled_from([1, 2, 3, 65_536]))
+def test_property_ks_d_and_w1_equal_scipy(a: list[float], b: list[float], block: int) -> None:
+    # Tiny blocks exercise the block seams of the kernel on arbitrary, tie-heavy inputs.
+    with mock.patch.object(drift, "_BLOCK", block):
+        result = numeric_pair(np.array(a), np.array(b))
+    assert result.statistic is not None and 0.0 <= result.statistic <= 1.0
+    assert result.statistic == pytest.approx(stats.ks_2samp(a, b).statistic, abs=1e-12)
+    assert result.wasserstein == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-9, abs=1e-9)
+    assert result.p_value is not None and 0.0 <= result.p_value <= 1.0
+
+
+def test_chi2_js_cramers_v_match_scipy() -> None:
+    ref = ["a"] * 50 + ["b"] * 30 + ["c"] * 20
+    cur = ["a"] * 20 + ["b"] * 35 + ["c"] * 5 + ["d"] * 10  # "d" unseen: goes to the pooled bucket
+    result = compare_one(pl.DataFrame({"c": ref}), pl.DataFrame({"c": cur}))
+    table = np.array([[50, 30, 20, 0], [20, 35, 5, 10]])
+    expected = stats.chi2_contingency(table, correction=False)
+    assert result.method == "chi2_contingency"
+    assert result.statistic == pytest.approx(expected.statistic, rel=1e-12)
+    assert result.p_value == pytest.approx(expected.pvalue, rel=1e-9)
+    p, q = table[0] / table[0].sum(), table[1] / table[1].sum()
+    assert result.js_distance == pytest.approx(jensenshannon(p, q, base=2), rel=1e-9)
+    assert result.cramers_v == pytest.approx(math.sqrt(expected.statistic / table.sum()), rel=1e-12)
+    json.dumps(result.to_dict())  # storable as is
+
+
+def test_categories_absent_on_both_sides_are_dropped_from_the_table() -> None:
+    # No rare categories in the reference and none unseen: the pooled bucket is empty on both sides.
+    result = compare_one(pl.DataFrame({"c": ["a", "b"] * 50}), pl.DataFrame({"c": ["a"] * 70 + ["b"] * 30}))
+    expected = stats.chi2_contingency(np.array([[50, 50], [70, 30]]), correction=False)
+    assert result.statistic == pytest.approx(expected.statistic)
+    assert result.p_value == pytest.approx(expected.pvalue)
+
+
+def test_psi_is_near_zero_without_change_and_grows_with_shift() -> None:
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=50_000)
+    same, shifted = numeric_pair(ref, rng.normal(size=50_000)), numeric_pair(ref, rng.normal(0.5, size=50_000))
+    assert same.psi is not None and shifted.psi is not None
+    assert same.psi < 0.01 < 0.1 < shifted.psi
+
+
+# --------------------------------------------------------------------------- verdicts at large n
+
+
+def test_negligible_shift_is_significant_but_not_drifted_with_calibrated_thresholds() -> None:
+    rng = np.random.default_rng(11)
+    # Eight days of 25k rows whose means wander a little (sum zero), as real days do.
+    history = daily_history(rng, 8, 25_000, jitter=np.array([-0.07, 0.05, -0.02, 0.08, -0.05, 0.02, -0.08, 0.07]))
+    thresholds = calibrate_thresholds(history, time_column="ts", columns=["x"], current_size=200_000)
+    assert thresholds.calibrated and thresholds.n_windows == 8
+    summary = summarize_reference(history, ["x"])
+
+    small = compare_one(summary, pl.DataFrame({"x": rng.normal(0.02, size=200_000)}), thresholds=thresholds)
+    assert small.significant and small.p_value is not None and small.p_value < 0.01
+    assert not small.drifted
+    assert small.threshold_source.startswith("calibrated")
+    assert "significant" in small.reason
+
+    large = compare_one(summary, pl.DataFrame({"x": rng.normal(0.5, size=200_000)}), thresholds=thresholds)
+    assert large.drifted
+    assert large.effect_size == pytest.approx(0.5, abs=0.05)  # normalized W1 reads in sd units
+
+
+def test_categorical_mix_change_drifts_and_high_cardinality_column_does_not() -> None:
+    rng = np.random.default_rng(12)
+    size = 50_000
+
+    def frame(channel_probs: list[float]) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "channel": rng.choice(["web", "ios", "android", "api"], size=size, p=channel_probs),
+                "sku": zipf_labels(rng, 2_000, size),
+            }
+        )
+
+    reference, current = frame([0.4, 0.3, 0.2, 0.1]), frame([0.2, 0.3, 0.4, 0.1])
+    results = {r.column: r for r in compare(reference, current)}
+    assert results["channel"].drifted
+    assert not results["sku"].drifted
+    assert results["sku"].js_distance is not None and results["sku"].js_distance < 0.05
+    assert "rare categories pooled" in summarize_reference(reference).columns["sku"].method_reason
+
+
+def test_unseen_categories_are_reported() -> None:
+    reference = pl.DataFrame({"c": ["a", "b"] * 500})
+    current = pl.DataFrame({"c": ["a", "b"] * 450 + ["new_1", "new_2"] * 50})
+    result = compare_one(reference, current)
+    assert result.unseen_categories == pytest.approx(0.1)
+    assert "unseen categories" in result.reason
+
+
+def test_unseen_is_not_confused_with_pooled_rare_categories() -> None:
+    reference = pl.DataFrame({"c": ["a"] * 900 + [f"rare_{i}" for i in range(100)]})
+    summary = summarize_reference(reference, max_categories=1)
+    assert summary.columns["c"].categories == ("a",)  # type: ignore[union-attr]
+    result = compare_one(summary, pl.DataFrame({"c": ["a"] * 90 + ["rare_1"] * 5 + ["never"] * 5}))
+    assert result.unseen_categories == pytest.approx(0.05)
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def test_thresholds_are_higher_for_smaller_current_sizes() -> None:
+    history = daily_history(np.random.default_rng(13), 10, 4_000)
+    small = calibrate_thresholds(history, time_column="ts", columns=["x", "channel"], current_size=200)
+    large = calibrate_thresholds(history, time_column="ts", columns=["x", "channel"], current_size=4_000)
+    for column in ("x", "channel"):
+        assert small.values[column] > 2 * large.values[column]
+    assert small.metrics == {"x": "wasserstein_norm", "channel": "jensen_shannon"}
+    assert small.sample_size == 200 and large.sample_size == 4_000
+    assert small.version != large.version
+
+
+def test_thresholds_round_trip_and_version_detects_tampering() -> None:
+    history = daily_history(np.random.default_rng(14), 6, 1_000)
+    thresholds = calibrate_thresholds(history, time_column="ts", columns=["x"], current_size=500)
+    stored = json.loads(json.dumps(thresholds.to_dict()))
+    assert Thresholds.from_dict(stored) == thresholds
+    stored["values"]["x"] = 99.0
+    with pytest.raises(ValueError, match="does not match"):
+        Thresholds.from_dict(stored)
+
+
+def test_too_few_windows_fall_back_to_defaults_and_say_so() -> None:
+    history = daily_history(np.random.default_rng(15), 3, 1_000)
+    thresholds = calibrate_thresholds(history, time_column="ts", columns=["x"], min_windows=5)
+    assert not thresholds.calibrated and thresholds.values == {}
+    assert "default thresholds used" in thresholds.notes[0]
+    result = compare_one(history.select("x"), history.select("x"), thresholds=thresholds)
+    assert result.threshold == drift.DEFAULT_THRESHOLDS["wasserstein_norm"]
+    assert result.threshold_source.startswith("default")
+
+
+def test_calibration_excludes_the_window_being_scored() -> None:
+    # Windows alternate between two levels a full sd apart. Scored against a reference that
+    # contains it, a window looks less different than it is, and the threshold comes out low.
+    history = daily_history(np.random.default_rng(16), 6, 2_000, jitter=np.array([0.0, 1.0] * 3))
+    thresholds = calibrate_thresholds(history, time_column="ts", columns=["x"])
+    whole = summarize_reference(history, ["x"])
+    windows = history.with_columns(day=pl.col("ts").dt.truncate("1d")).partition_by("day")
+    contained = [compare_one(whole, window.select("x")).effect_size for window in windows]
+    assert thresholds.values["x"] > 1.1 * float(np.quantile(contained, 0.95))
+
+
+# --------------------------------------------------------------------------- edge cases
+
+
+def edge_frame(rows: int) -> pl.DataFrame:
+    rng = np.random.default_rng(rows)
+    return pl.DataFrame(
+        {"num": rng.normal(size=rows), "cat": rng.choice(["a", "b", "c"], size=rows)},
+        schema={"num": pl.Float64, "cat": pl.String},
+    )
+
+
+@pytest.mark.parametrize(("ref_rows", "cur_rows"), [(100, 0), (0, 100), (0, 0)])
+def test_empty_frames_give_insufficient_data(ref_rows: int, cur_rows: int) -> None:
+    for result in compare(edge_frame(ref_rows), edge_frame(cur_rows)):
+        assert not result.drifted and not result.significant
+        assert result.reason.startswith("insufficient data")
+        assert result.p_value is None and result.effect_size is None
+        json.dumps(result.to_dict())
+
+
+def test_all_null_columns() -> None:
+    nulls = pl.DataFrame(
+        {"num": [None] * 5, "cat": [None] * 5, "untyped": [None] * 5},
+        schema={"num": pl.Float64, "cat": pl.String, "untyped": pl.Null},
+    )
+    values = pl.DataFrame({"num": [1.0, 2.0, 3.0], "cat": ["a", "b", "a"], "untyped": [None] * 3})
+    for reference, current in ((nulls, values), (values, nulls), (nulls, nulls)):
+        for result in compare(reference, current):
+            assert not result.drifted and result.reason.startswith("insufficient data")
+    num = next(r for r in compare(values, nulls) if r.column == "num")
+    assert num.null_share_reference == 0.0 and num.null_share_current == 1.0 and num.null_share_shift == 1.0
+    assert "null share 0.0% -> 100.0%" in num.reason
+
+
+def test_constant_columns() -> None:
+    same = compare_one(pl.DataFrame({"x": [5.0] * 50}), pl.DataFrame({"x": [5.0] * 40}))
+    assert same.statistic == 0.0 and same.p_value == 1.0 and same.effect_size == 0.0 and not same.drifted
+
+    moved = compare_one(pl.DataFrame({"x": [5.0] * 50}), pl.DataFrame({"x": [6.0] * 40}))
+    assert moved.statistic == 1.0 and moved.wasserstein == pytest.approx(1.0)
+    assert moved.effect_size == pytest.approx(0.2)  # zero IQR and sd: W1 / |reference value|
+    assert moved.drifted
+    assert summarize_reference(pl.DataFrame({"x": [5.0] * 50})).columns["x"].scale_basis == "abs_value"  # type: ignore[union-attr]
+
+    mostly_zero = summarize_reference(pl.DataFrame({"x": [0.0] * 90 + [1.0] * 10}))
+    assert mostly_zero.columns["x"].scale_basis == "std"  # type: ignore[union-attr]
+
+    one_category = compare_one(pl.DataFrame({"c": ["a"] * 10}), pl.DataFrame({"c": ["a"] * 3}))
+    assert one_category.p_value == 1.0 and one_category.effect_size == 0.0 and not one_category.drifted
+
+
+def test_single_row_frames() -> None:
+    for result in compare(edge_frame(1), edge_frame(1)):
+        assert result.n_reference == 1 and result.n_current == 1
+        assert result.p_value is not None and 0.0 <= result.p_value <= 1.0
+        assert not result.drifted  # one value can never be significant at alpha = 0.01
+
+
+def test_nan_and_inf_are_ignored_for_the_distribution_and_counted() -> None:
+    rng = np.random.default_rng(17)
+    ref, cur = rng.normal(size=500), rng.normal(size=400)
+    dirty = np.concatenate([cur, [np.nan, np.inf, -np.inf, np.nan]])
+    clean_result = numeric_pair(ref, cur)
+    dirty_result = compare_one(
+        pl.DataFrame({"x": ref}),
+        pl.DataFrame({"x": dirty}).vstack(pl.DataFrame({"x": [None]}, schema={"x": pl.Float64})),
+    )
+    assert dirty_result.statistic == clean_result.statistic
+    assert dirty_result.wasserstein == clean_result.wasserstein
+    assert dirty_result.n_current == 400
+    assert dirty_result.nonfinite_share_current == pytest.approx(4 / 405)
+    assert dirty_result.null_share_current == pytest.approx(1 / 405)
+    assert "4 non-finite current values ignored" in dirty_result.reason
+
+
+def test_categories_only_on_one_side() -> None:
+    result = compare_one(pl.DataFrame({"c": ["a"] * 50 + ["b"] * 50}), pl.DataFrame({"c": ["c"] * 100}))
+    assert result.drifted and result.unseen_categories == 1.0
+    assert result.js_distance == pytest.approx(1.0)
+    reverse = compare_one(pl.DataFrame({"c": ["a"] * 50 + ["b"] * 50}), pl.DataFrame({"c": ["a"] * 100}))
+    assert reverse.unseen_categories == 0.0 and reverse.drifted
+
+
+def test_column_missing_from_current_and_type_mismatch() -> None:
+    reference = pl.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["a", "b", "c"]})
+    results = compare(reference, pl.DataFrame({"y": ["a", "b"]}))
+    missing = next(r for r in results if r.column == "x")
+    assert not missing.drifted and "missing from current" in missing.reason
+    mismatch = compare_one(reference.select("x"), pl.DataFrame({"x": ["not", "numbers"]}))
+    assert mismatch.reason.startswith("insufficient data") and mismatch.null_share_current == 1.0
+
+
+def test_column_kinds_dtypes_and_skips() -> None:
+    frame = pl.DataFrame(
+        {
+            "i": [1, 2, 3],
+            "f": [1.0, 2.0, 3.0],
+            "b": [True, False, True],
+            "cat": pl.Series(["a", "b", "a"], dtype=pl.Categorical),
+            "when": [DAY, DAY, DAY],
+            "nested": [[1], [2], [3]],
+        }
+    )
+    summary = summarize_reference(frame)
+    assert {name: ref.method for name, ref in summary.columns.items()} == {
+        "i": "ks",
+        "f": "ks",
+        "b": "chi2_contingency",
+        "cat": "chi2_contingency",
+    }
+    assert "nested" in summary.skipped and "when" not in summary.columns  # temporal only when named
+    assert summarize_reference(frame, ["when"]).columns["when"].method == "ks"
+    assert all(r.method_reason for r in compare(summary, frame))
+
+
+def test_reference_subset_keeps_results_close() -> None:
+    rng = np.random.default_rng(18)
+    reference = pl.DataFrame({"x": rng.normal(size=100_000)})
+    current = pl.DataFrame({"x": rng.normal(0.3, size=5_000)})
+    full = compare_one(reference, current)
+    subset = compare_one(summarize_reference(reference, max_numeric_values=20_000), current)
+    assert subset.n_reference == 20_000
+    assert subset.statistic == pytest.approx(full.statistic, abs=0.005)
+    assert subset.effect_size == pytest.approx(full.effect_size, abs=0.01)

@@ -101,7 +101,10 @@ def test_history_backfill_of_a_date_range_runs_as_one_run(tmp_path: Path, resour
     write_landing(history, "event_date=2026-03-01/part-0.jsonl", jsonl_bytes([event(i) for i in range(0, 9, 3)]))
     write_landing(history, "event_date=2026-03-02/part-0.jsonl", jsonl_bytes([event(i) for i in range(1, 9, 3)]))
     with dg.instance_for_test() as instance:
-        day_range = {"dagster/asset_partition_range_start": "2026-03-01", "dagster/asset_partition_range_end": "2026-03-03"}
+        day_range = {
+            "dagster/asset_partition_range_start": "2026-03-01",
+            "dagster/asset_partition_range_end": "2026-03-03",
+        }
         result = dg.materialize([history_events], resources=resources, instance=instance, tags=day_range)
         assert result.success
         materialized = instance.get_materialized_partitions(HISTORY_EVENTS)

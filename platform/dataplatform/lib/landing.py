@@ -118,6 +118,8 @@ class S3Landing:
             head = self.client.head_object(Bucket=self.bucket, Key=self.prefix + key)
         except self.client.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                # A HEAD 404 is also what a missing bucket gives: that is an error, not a vanished file.
+                self.client.head_bucket(Bucket=self.bucket)
                 return None
             raise
         return LandingFile(head["LastModified"].timestamp(), key, head["ContentLength"], head["ETag"].strip('"'))

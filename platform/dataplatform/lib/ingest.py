@@ -116,6 +116,7 @@ def _rejections_as_quarantine(rejected: list[FileRejection]) -> pl.DataFrame:
                 json.dumps({"size_bytes": r.size, "sha256": r.content_sha256, "detail": r.detail, "preview": r.preview})
                 for r in rejected
             ],
+            "event_date": [None] * len(rejected),
         },
         schema=QUARANTINE_SCHEMA,
     )

@@ -56,6 +56,7 @@ QUARANTINE_SCHEMA = {
     "source_row": pl.Int64,
     "reasons": pl.List(pl.String),
     "raw_record": pl.String,
+    "event_date": pl.Date,  # of the record's timestamp when it parsed: lets quality work per day
 }
 
 
@@ -206,15 +207,21 @@ def transform(text_records: pl.DataFrame, malformed: pl.DataFrame) -> TransformR
             frame.with_row_index(ROW)
             .with_columns(pl.col(ROW).cast(pl.Int64))
             .join(reasons, on=ROW, how="inner")
+            .join(typed.select(ROW, pl.col("timestamp").dt.date().alias("event_date")), on=ROW, how="left")
             .sort(ROW)
             .select(
                 "source_file",
                 "source_row",
                 "reasons",
                 pl.struct(raw_columns).struct.json_encode().alias("raw_record"),
+                "event_date",
             ),
             malformed.select(
-                "source_file", "source_row", pl.lit(["record:malformed_json"]).alias("reasons"), "raw_record"
+                "source_file",
+                "source_row",
+                pl.lit(["record:malformed_json"]).alias("reasons"),
+                "raw_record",
+                pl.lit(None, dtype=pl.Date).alias("event_date"),
             ),
         ],
         how="vertical_relaxed",

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
     source_row BIGINT,
     reasons VARCHAR[] NOT NULL,
     raw_record VARCHAR,
+    event_date DATE,
     quarantined_at TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS ingest_batches (

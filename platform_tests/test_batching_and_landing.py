@@ -25,12 +25,15 @@ def files(n: int, size: int = 100, age: float = 60) -> list[LandingFile]:
 
 
 def plan(listed, state=None, ingested=(), outcome=RunOutcome.IN_PROGRESS, now=NOW, limits=LIMITS):
+    """One tick; runs the state already requested have `outcome`, other run keys are unknown."""
+    state = state or SensorState()
     done = {f.identity for f in ingested}
+    requested = {batch.run_key for batch in state.pending.values()}
     return plan_tick(
         listed,
-        state or SensorState(),
+        state,
         is_ingested=lambda f: f.identity in done,
-        run_outcome=lambda _: outcome,
+        run_outcome=lambda key: outcome if key in requested else RunOutcome.UNKNOWN,
         now=now,
         limits=limits,
     )
@@ -90,6 +93,32 @@ def test_a_run_dagster_never_created_is_requested_again_after_a_while() -> None:
     assert soon.requests == []
     later = plan(files(2), first.state, outcome=RunOutcome.UNKNOWN, now=NOW + LOST_RUN_SECONDS + 1)
     assert [b.attempt for b in later.requests] == [2]
+
+
+def test_files_that_return_after_a_finished_run_get_a_fresh_run_key() -> None:
+    used = {plan(files(2)).requests[0].run_key}
+    result = plan_tick(
+        files(2),
+        SensorState(),
+        is_ingested=lambda _: False,
+        run_outcome=lambda key: RunOutcome.SUCCESS if key in used else RunOutcome.UNKNOWN,
+        now=NOW,
+        limits=LIMITS,
+    )
+    assert [b.attempt for b in result.requests] == [2]
+
+
+def test_a_run_already_in_progress_is_adopted_not_requested_again() -> None:
+    key = plan(files(2)).requests[0].run_key
+    result = plan_tick(
+        files(2),
+        SensorState(),  # a lost cursor
+        is_ingested=lambda _: False,
+        run_outcome=lambda k: RunOutcome.IN_PROGRESS if k == key else RunOutcome.UNKNOWN,
+        now=NOW,
+        limits=LIMITS,
+    )
+    assert result.requests == [] and [b.run_key for b in result.state.pending.values()] == [key]
 
 
 @pytest.mark.parametrize("key", ["../etc/passwd", "/etc/passwd", "a/../../b", "", "a\x00b", "a\\..\\b"])

@@ -141,6 +141,17 @@ def plan_tick(
             attempt=1,
             requested_at=now,
         )
-        requests.append(batch)
-        new_state.pending[batch.batch_id] = batch
+        # The same files can come back after earlier runs of this batch (they vanished mid-run,
+        # or the cursor was reset): continue after the attempts Dagster already knows.
+        outcome = run_outcome(batch.run_key)
+        while outcome in (RunOutcome.SUCCESS, RunOutcome.FAILURE) and batch.attempt <= limits.max_attempts:
+            batch.attempt += 1
+            outcome = run_outcome(batch.run_key)
+        if batch.attempt > limits.max_attempts:
+            new_state.failed[batch.batch_id] = batch.identities
+            notes.append(f"batch {batch.batch_id} has used its {limits.max_attempts} attempts; left for an operator")
+            continue
+        if outcome is RunOutcome.UNKNOWN:
+            requests.append(batch)
+        new_state.pending[batch.batch_id] = batch  # a run already in progress is adopted, not repeated
     return TickPlan(requests, new_state, notes)

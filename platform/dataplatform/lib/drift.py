@@ -382,6 +382,9 @@ def calibrate_thresholds(
     quantile: float = 0.95,
     min_windows: int = 5,
     seed: int = 0,
+    reference_windows: int | None = None,
+    rule: Literal["quantile", "lognormal_tail"] = "quantile",
+    tail_sd: float = 3.0,
 ) -> Thresholds:
     """Per-column thresholds from the effect sizes that normal history windows show.
 
@@ -397,6 +400,17 @@ def calibrate_thresholds(
     non-negative and right-skewed, so symmetric rules (mean + 3 sd, median + k·MAD) misplace
     the tail; the quantile assumes no shape and reads directly as "about 5% of normal windows
     exceed it on effect size alone" (they must also be significant to be flagged).
+
+    ``reference_windows``: when set, each window is compared with the ``reference_windows``
+    windows just before it (never itself) instead of all others, the same construction a
+    caller uses for current data ("this day against the previous week"); windows with fewer
+    predecessors are skipped.
+
+    ``rule="lognormal_tail"``: the threshold is ``exp(median + tail_sd · 1.4826 · MAD)`` of the
+    log effect sizes. Effect sizes are positive and right-skewed, roughly log-normal; this
+    reaches past the largest normal windows seen (with ~20 windows a 95% quantile is a 1-in-20
+    false alarm per column and day by construction), and the median/MAD ignore the few
+    drifted windows a history may hold.
 
     With fewer than ``min_windows`` windows (or usable windows for a column), the defaults
     are used and ``notes`` says so.
@@ -414,13 +428,16 @@ def calibrate_thresholds(
         note = f"only {keys.len()} windows of {window} (< min_windows={min_windows}): default thresholds used"
         return Thresholds.default(note, n_windows=keys.len(), window=window)
 
-    effects, metrics, sizes = _leave_one_window_out(keyed, keys, list(columns), current_size, seed)
+    effects, metrics, sizes = _leave_one_window_out(keyed, keys, list(columns), current_size, seed, reference_windows)
+    if not sizes:
+        note = f"no window has {reference_windows} windows before it: default thresholds used"
+        return Thresholds.default(note, n_windows=keys.len(), window=window)
     values: dict[str, float] = {}
     notes: list[str] = []
     for column in columns:
         usable = effects[column]
         if len(usable) >= min_windows:
-            values[column] = float(np.quantile(usable, quantile))
+            values[column] = _threshold(np.asarray(usable, dtype=float), rule, quantile, tail_sd)
         else:
             notes.append(f"{column}: only {len(usable)} usable windows (< {min_windows}): default threshold used")
     if current_size is not None and min(sizes) < current_size:
@@ -431,7 +448,10 @@ def calibrate_thresholds(
     return Thresholds(
         values=values,
         metrics=metrics,
-        method=f"leave_one_window_out_quantile_{quantile:g}",
+        method=(
+            f"{'leave_one_window_out' if reference_windows is None else f'previous_{reference_windows}_windows'}"
+            f"_{f'quantile_{quantile:g}' if rule == 'quantile' else f'lognormal_tail_{tail_sd:g}sd'}"
+        ),
         quantile=quantile,
         n_windows=keys.len(),
         sample_size=int(np.median(sizes)),
@@ -441,16 +461,35 @@ def calibrate_thresholds(
     )
 
 
+def _threshold(effects: np.ndarray, rule: str, quantile: float, tail_sd: float) -> float:
+    if rule == "quantile":
+        return float(np.quantile(effects, quantile))
+    logs = np.log(np.maximum(effects, 1e-12))
+    center = float(np.median(logs))
+    return float(np.exp(center + tail_sd * 1.4826 * float(np.median(np.abs(logs - center)))))
+
+
 def _leave_one_window_out(
-    keyed: pl.DataFrame, keys: pl.Series, columns: list[str], current_size: int | None, seed: int
+    keyed: pl.DataFrame,
+    keys: pl.Series,
+    columns: list[str],
+    current_size: int | None,
+    seed: int,
+    reference_windows: int | None = None,
 ) -> tuple[dict[str, list[float]], dict[str, str], list[int]]:
-    """Effect size per column for each window against the other windows."""
+    """Effect size per column for each window against the other (or the preceding) windows."""
     effects: dict[str, list[float]] = {column: [] for column in columns}
     metrics: dict[str, str] = {}
     sizes: list[int] = []
     for i, key in enumerate(keys):
         inside = keyed[_WINDOW_KEY] == key
-        reference = summarize_reference(keyed.filter(~inside), columns)
+        if reference_windows is None:
+            outside = ~inside
+        elif i < reference_windows:
+            continue
+        else:
+            outside = keyed[_WINDOW_KEY].is_in(keys[i - reference_windows : i].implode())
+        reference = summarize_reference(keyed.filter(outside), columns)
         current = keyed.filter(inside).select(columns)
         if current_size is not None and current.height > current_size:
             current = current.sample(n=current_size, seed=seed + i)

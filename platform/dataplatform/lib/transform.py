@@ -170,7 +170,7 @@ def derive_event_ids(typed: pl.DataFrame) -> pl.DataFrame:
     return typed.with_columns(pl.coalesce(pl.col("event_id"), hashed["derived"]).alias("event_id"))
 
 
-def _contract_reasons(typed: pl.DataFrame) -> pl.DataFrame:
+def contract_reasons(typed: pl.DataFrame) -> pl.DataFrame:
     """Run the Pandera contract over the whole frame; one row per (row, failed check)."""
     try:
         EventRecord.validate(typed.select(CONTRACT_COLUMNS), lazy=True)
@@ -194,7 +194,7 @@ def transform(text_records: pl.DataFrame, malformed: pl.DataFrame) -> TransformR
     frame = apply_aliases(text_records)
     typed, unparseable = parse_records(frame)
     typed = derive_event_ids(typed)
-    contract = _contract_reasons(typed)
+    contract = contract_reasons(typed)
     # An unparseable required value is also "missing" to the contract; name the cause only once.
     contract = contract.join(unparseable.select(ROW, "column"), on=[ROW, "column"], how="anti")
     reasons = pl.concat([unparseable, contract]).group_by(ROW).agg(pl.col("reason").unique().sort().alias("reasons"))

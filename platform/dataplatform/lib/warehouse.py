@@ -8,7 +8,7 @@ developer's shell, say) holds the lock, instead of failing at once.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +72,37 @@ CREATE TABLE IF NOT EXISTS ingested_files (
     batch_id VARCHAR NOT NULL,
     status VARCHAR NOT NULL,  -- ingested | redelivered | rejected
     recorded_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS daily_event_profile (
+    event_date DATE PRIMARY KEY,
+    events BIGINT NOT NULL,
+    quarantined BIGINT NOT NULL,
+    quarantine_rate DOUBLE NOT NULL,
+    users BIGINT NOT NULL,
+    events_view BIGINT NOT NULL,
+    events_cart BIGINT NOT NULL,
+    events_remove_from_cart BIGINT NOT NULL,
+    events_purchase BIGINT NOT NULL,
+    profiled_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS distribution_drift (
+    event_date DATE NOT NULL,
+    dataset VARCHAR NOT NULL,
+    column_name VARCHAR NOT NULL,
+    method VARCHAR,
+    statistic DOUBLE,
+    p_value DOUBLE,
+    effect_metric VARCHAR,
+    effect_size DOUBLE,
+    threshold DOUBLE,
+    drifted BOOLEAN NOT NULL,
+    null_share_shift DOUBLE,
+    unseen_categories DOUBLE,
+    n_reference BIGINT,
+    n_current BIGINT,
+    reason VARCHAR,
+    thresholds_version VARCHAR,
+    computed_at TIMESTAMPTZ NOT NULL
 );
 CREATE OR REPLACE VIEW quarantine_reasons AS
     WITH exploded AS (
@@ -206,6 +237,25 @@ def batch_reconciliation(con: Any, batch_id: str) -> dict[str, Any]:
         "events_in_table": in_events,
         "quarantine_in_table": in_quarantine,
     }
+
+
+def replace_rows(con: Any, table: str, rows: pl.DataFrame, key_columns: Sequence[str]) -> None:
+    """Upsert: delete the rows whose keys `rows` holds, insert `rows` (one transaction).
+
+    `table` and `key_columns` are names from the code, never from data.
+    """
+    keys = ", ".join(f'"{c}"' for c in key_columns)
+    con.register("replacement_rows", rows)
+    try:
+        con.sql("BEGIN TRANSACTION")
+        con.sql(f"DELETE FROM {table} WHERE ({keys}) IN (SELECT ({keys}) FROM replacement_rows)")
+        con.sql(f"INSERT INTO {table} BY NAME SELECT * FROM replacement_rows")
+        con.sql("COMMIT")
+    except BaseException:
+        con.sql("ROLLBACK")
+        raise
+    finally:
+        con.unregister("replacement_rows")
 
 
 def scalar(con: Any, sql: str, params: list[Any] | None = None) -> Any:

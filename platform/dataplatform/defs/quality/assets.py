@@ -1,0 +1,294 @@
+"""Data quality, tiers 1 and 2, per day of events.
+
+`warehouse/events` (daily) certifies one day of the `events` table: the day's rows pass the
+contract again, ids are unique, every batch that wrote the day reconciles, and the lake and
+the warehouse agree. Its blocking checks keep a bad day away from features and training.
+`quality/event_distributions` (daily) compares the day's distributions with the days before.
+"""
+
+import datetime as dt
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from dataplatform.defs.ingestion.assets import HISTORY_EVENTS, LANDING_EVENTS, OWNERS, daily_partitions
+from dataplatform.defs.ingestion.metadata import WRITER_POOL, events_column_schema
+from dataplatform.defs.resources import LakehouseResource
+from dataplatform.lib import drift, lakeread, warehouse
+from dataplatform.lib.quality import (
+    BandStatus,
+    check_contract,
+    day_profile,
+    drift_table,
+    failure_table,
+    learned_band,
+    markdown_table,
+    quarantine_failures,
+)
+
+WAREHOUSE_EVENTS = dg.AssetKey(["warehouse", "events"])
+EVENT_DISTRIBUTIONS = dg.AssetKey(["quality", "event_distributions"])
+PROFILE_HISTORY_DAYS = 28
+REFERENCE_DAYS = 7
+# Columns compared day by day: what a recommender's features are built from.
+DISTRIBUTION_COLUMNS = ("price", "hour_of_day", "event_type", "category", "brand")
+
+# A quarantine-rate band never narrower than half a percentage point: a history of exact
+# zeros must not turn one bad record into an alarm.
+QUARANTINE_RATE_MIN_SPREAD = 0.005
+# Volume bands never narrower than 5% of the median day.
+VOLUME_MIN_RELATIVE_SPREAD = 0.05
+
+
+def _spec(name: str, description: str, blocking: bool = False) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(name, asset=WAREHOUSE_EVENTS, description=description, blocking=blocking)
+
+
+EVENTS_CHECKS = [
+    _spec(
+        "schema_conforms",
+        "Every stored row of the day passes the event contract again (Pandera). Blocking.",
+        blocking=True,
+    ),
+    _spec("event_id_unique", "No event_id appears twice in the day, in the lake or in the warehouse. Blocking.", True),
+    _spec(
+        "day_reconciles",
+        "Every batch that wrote the day reconciles (rows in = valid + quarantined + duplicates) and the lake and "
+        "the warehouse hold the same event ids for the day. Blocking.",
+        blocking=True,
+    ),
+    _spec(
+        "quarantine_rate_in_band",
+        "The day's quarantine rate against a band learned from the previous days (median ± 3 robust sd): "
+        "WARN above the band, ERROR above median + 6 sd.",
+    ),
+    _spec("volume_in_band", "Events per day and per event type inside the band learned from previous days (WARN)."),
+]
+
+
+def _profile_history(con: Any, day: dt.date) -> pl.DataFrame:
+    return con.sql(
+        "SELECT * FROM daily_event_profile WHERE event_date < ? AND event_date >= ? ORDER BY event_date",
+        params=[day, day - dt.timedelta(days=PROFILE_HISTORY_DAYS)],
+    ).pl()
+
+
+def _band_check(name: str, value: float, history: list[float], **band_args: Any) -> dg.AssetCheckResult:
+    band = learned_band(history, **band_args)
+    status = band.status(value) if band else BandStatus.NO_HISTORY
+    severity = dg.AssetCheckSeverity.ERROR if status is BandStatus.FAR_HIGH else dg.AssetCheckSeverity.WARN
+    metadata: dict[str, Any] = {"value": float(value), "status": status.value, "history_days": len(history)}
+    if band:
+        metadata.update({"band_low": band.low, "band_high": band.high, "band_far_high": band.far_high})
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=status in (BandStatus.OK, BandStatus.NO_HISTORY),
+        severity=severity,
+        metadata=metadata,
+    )
+
+
+def _volume_check(profile: dict[str, Any], history: pl.DataFrame) -> dg.AssetCheckResult:
+    measures = [c for c in profile if c.startswith("events")]
+    rows = []
+    for measure in measures:
+        past = history[measure].cast(pl.Float64).to_list() if history.height else []
+        median = sorted(past)[len(past) // 2] if past else 0.0
+        band = learned_band(past, min_width=VOLUME_MIN_RELATIVE_SPREAD * median, floor=0.0)
+        status = band.status(profile[measure]) if band else BandStatus.NO_HISTORY
+        rows.append(
+            {
+                "measure": measure,
+                "value": profile[measure],
+                "low": band.low if band else None,
+                "high": band.high if band else None,
+                "status": status.value,
+            }
+        )
+    table = pl.DataFrame(rows)
+    outside = table.filter(pl.col("status").is_in([BandStatus.LOW.value, BandStatus.HIGH.value, "far_high"]))
+    return dg.AssetCheckResult(
+        check_name="volume_in_band",
+        passed=outside.height == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"measures_outside": outside.height, "volumes": dg.MetadataValue.md(markdown_table(table))},
+    )
+
+
+@dg.asset(
+    key=WAREHOUSE_EVENTS,
+    deps=[HISTORY_EVENTS, LANDING_EVENTS],
+    partitions_def=daily_partitions,
+    group_name="warehouse",
+    description=(
+        "One day of the warehouse table `events`, certified: its checks re-validate the stored rows against the "
+        "contract, prove every record reconciles, and compare the day's quarantine rate and volumes with what "
+        "the previous days learned. Features and training read only certified days."
+    ),
+    kinds={"duckdb", "polars", "pandera"},
+    owners=OWNERS,
+    pool=WRITER_POOL,
+    metadata={"dagster/column_schema": events_column_schema(), "dagster/table_name": "warehouse.main.events"},
+    check_specs=EVENTS_CHECKS,
+)
+def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    day = dt.date.fromisoformat(context.partition_key)
+    lake = lakehouse.lake()
+    events = lakeread.events_for_days(lake, [day])
+    quarantine = lakeread.quarantine_for_days(lake, [day])
+    contract = check_contract(events) if events.height else None
+    lake_dupes = events.height - events["event_id"].n_unique() if events.height else 0
+
+    with lakehouse.connect() as con:
+        con.register("lake_day_ids", events.select("event_id") if events.height else pl.DataFrame({"event_id": []}))
+        warehouse_only, lake_only, warehouse_dupes = con.sql(
+            """
+            WITH day AS (SELECT event_id FROM events WHERE event_date = ?)
+            SELECT (SELECT count(*) FROM day WHERE event_id NOT IN (SELECT event_id FROM lake_day_ids)),
+                   (SELECT count(*) FROM lake_day_ids WHERE event_id NOT IN (SELECT event_id FROM day)),
+                   (SELECT count(*) - count(DISTINCT event_id) FROM day)
+            """,
+            params=[day],
+        ).fetchall()[0]
+        con.unregister("lake_day_ids")
+        batches = [warehouse.batch_reconciliation(con, b) for b in lakeread.batch_ids_for_day(lake, day)]
+        history = _profile_history(con, day)
+        profile = day_profile(events, quarantine.height)
+        warehouse.replace_rows(
+            con,
+            "daily_event_profile",
+            pl.DataFrame([{"event_date": day, **profile, "profiled_at": dt.datetime.now(dt.UTC)}]),
+            ["event_date"],
+        )
+
+    failing_batches = [b for b in batches if not b["ok"]]
+    reasons = failure_table(quarantine_failures(quarantine), rows=quarantine.height + events.height)
+    checks = [
+        dg.AssetCheckResult(
+            check_name="schema_conforms",
+            passed=contract is None or contract.passed,
+            metadata={
+                "rows": events.height,
+                "failing_rows": contract.failing_rows if contract else 0,
+                "failures": dg.MetadataValue.md(markdown_table(contract.reasons) if contract else "_no rows_"),
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name="event_id_unique",
+            passed=lake_dupes == 0 and warehouse_dupes == 0,
+            metadata={"duplicates_in_lake": lake_dupes, "duplicates_in_warehouse": int(warehouse_dupes)},
+        ),
+        dg.AssetCheckResult(
+            check_name="day_reconciles",
+            passed=not failing_batches and warehouse_only == 0 and lake_only == 0,
+            metadata={
+                "batches": len(batches),
+                "batches_failing": len(failing_batches),
+                "rows_in_warehouse_not_in_lake": int(warehouse_only),
+                "rows_in_lake_not_in_warehouse": int(lake_only),
+                "failing": dg.MetadataValue.json(failing_batches[:10]),
+            },
+        ),
+        _band_check(
+            "quarantine_rate_in_band",
+            profile["quarantine_rate"],
+            history["quarantine_rate"].to_list() if history.height else [],
+            min_width=QUARANTINE_RATE_MIN_SPREAD,
+            floor=0.0,
+        ),
+        _volume_check(profile, history),
+    ]
+    context.log.info(f"{day}: {profile}")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": events.height,
+            "quarantined": quarantine.height,
+            "quarantine_rate": dg.MetadataValue.float(float(profile["quarantine_rate"])),
+            "users": profile["users"],
+            **{k: v for k, v in profile.items() if k.startswith("events_")},
+            "quarantine_reasons": dg.MetadataValue.md(markdown_table(reasons)),
+        },
+        check_results=checks,
+    )
+
+
+def _with_derived_columns(events: pl.DataFrame) -> pl.DataFrame:
+    return events.with_columns(pl.col("timestamp").dt.hour().cast(pl.Float64).alias("hour_of_day"))
+
+
+@dg.asset(
+    key=EVENT_DISTRIBUTIONS,
+    deps=[WAREHOUSE_EVENTS],
+    partitions_def=daily_partitions,
+    group_name="quality",
+    description=(
+        "Tier-2 statistical validation of one day: each column's distribution against the previous "
+        f"{REFERENCE_DAYS} days (two-sample Kolmogorov-Smirnov for numeric columns, two-sample chi-square for "
+        "categorical ones), with effect sizes (normalized Wasserstein, Jensen-Shannon, PSI, Cramér's V). A column "
+        "is flagged only when the shift is significant AND larger than a threshold learned from the previous "
+        f"{PROFILE_HISTORY_DAYS} days: each past day against its own previous {REFERENCE_DAYS} days, threshold = "
+        "the log-normal tail (median + 3 robust sd of the log effect sizes). Results: table `distribution_drift`."
+    ),
+    kinds={"polars", "scipy", "duckdb"},
+    owners=OWNERS,
+    pool=WRITER_POOL,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "distributions_stable",
+            asset=EVENT_DISTRIBUTIONS,
+            description="No column of the day drifted beyond its learned threshold (WARN: a shift is news).",
+        )
+    ],
+)
+def event_distributions(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    day = dt.date.fromisoformat(context.partition_key)
+    lake = lakehouse.lake()
+    current = lakeread.events_for_days(lake, [day])
+    history_days = lakeread.days_before(day, PROFILE_HISTORY_DAYS)
+    history = lakeread.events_for_days(lake, history_days)
+    if current.height == 0 or history.height == 0:
+        return dg.MaterializeResult(
+            metadata={"status": "insufficient data", "rows": current.height, "history_rows": history.height},
+            check_results=[
+                dg.AssetCheckResult(check_name="distributions_stable", passed=True, metadata={"status": "no data"})
+            ],
+        )
+    current, history = _with_derived_columns(current), _with_derived_columns(history)
+    reference = history.filter(pl.col("event_date") >= day - dt.timedelta(days=REFERENCE_DAYS))
+    thresholds = drift.calibrate_thresholds(
+        history,
+        time_column="event_date",
+        columns=DISTRIBUTION_COLUMNS,
+        current_size=current.height,
+        reference_windows=REFERENCE_DAYS,
+        rule="lognormal_tail",
+    )
+    results = drift.compare(
+        reference.select(DISTRIBUTION_COLUMNS), current.select(DISTRIBUTION_COLUMNS), thresholds=thresholds
+    )
+    table = drift_table(results, event_date=day, dataset="events", thresholds_version=thresholds.version)
+    with lakehouse.connect() as con:
+        warehouse.replace_rows(con, "distribution_drift", table, ["event_date", "dataset", "column_name"])
+    drifted = table.filter(pl.col("drifted"))
+    shown = table.select("column_name", "method", "statistic", "p_value", "effect_size", "threshold", "drifted")
+    return dg.MaterializeResult(
+        metadata={
+            "columns_drifted": drifted.height,
+            "thresholds_version": thresholds.version,
+            "thresholds_calibrated": thresholds.calibrated,
+            **{f"effect_{r['column_name']}": float(r["effect_size"] or 0.0) for r in table.iter_rows(named=True)},
+            "comparison": dg.MetadataValue.md(markdown_table(shown, limit=20)),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="distributions_stable",
+                passed=drifted.height == 0,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "drifted_columns": ", ".join(drifted["column_name"]) or "none",
+                    "comparison": dg.MetadataValue.md(markdown_table(shown, limit=20)),
+                },
+            )
+        ],
+    )

@@ -1,0 +1,46 @@
+"""Lock-free reads of the lake for quality and feature work.
+
+The lake holds the same rows as the warehouse's `events` and `quarantine` tables, so
+readers that only need data never open the single-writer DuckDB file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import polars as pl
+
+from dataplatform.lib.lake import Lake
+from dataplatform.lib.transform import QUARANTINE_SCHEMA
+
+
+def events_for_days(lake: Lake, days: Sequence[dt.date | str]) -> pl.DataFrame:
+    """Valid events of the given days (empty frame with no columns if none exist)."""
+    paths = [p for day in days for p in sorted((lake.events_root / f"event_date={day}").glob("*.parquet"))]
+    if not paths:
+        return pl.DataFrame()
+    return pl.scan_parquet(paths).with_columns(pl.col("timestamp").dt.date().alias("event_date")).collect()
+
+
+def batch_ids_for_day(lake: Lake, day: dt.date | str) -> list[str]:
+    """Batches that wrote events of `day` (lake file names are batch ids)."""
+    return sorted(p.stem for p in (lake.events_root / f"event_date={day}").glob("*.parquet"))
+
+
+def quarantine_for_days(lake: Lake, days: Sequence[dt.date | str]) -> pl.DataFrame:
+    """Quarantined records whose timestamp falls on the given days."""
+    paths = sorted(lake.quarantine_root.glob("*.parquet"))
+    wanted = [dt.date.fromisoformat(str(d)) for d in days]
+    if not paths:
+        return pl.DataFrame(schema={**QUARANTINE_SCHEMA, "batch_id": pl.String})
+    return (
+        pl.scan_parquet(paths, missing_columns="insert", extra_columns="ignore")
+        .filter(pl.col("event_date").is_in(wanted))
+        .collect()
+    )
+
+
+def days_before(day: dt.date | str, count: int) -> list[dt.date]:
+    end = dt.date.fromisoformat(str(day))
+    return [end - dt.timedelta(days=i) for i in range(count, 0, -1)]

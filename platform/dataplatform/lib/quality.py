@@ -1,0 +1,194 @@
+"""Data-quality logic shared by the asset checks: contract conformance, bands learned from
+history, daily profiles, and readable failure tables. No Dagster import.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from enum import Enum
+
+import numpy as np
+import polars as pl
+
+from dataplatform.lib.contract import CONTRACT_COLUMNS, EVENT_TYPES
+from dataplatform.lib.drift import ColumnDrift
+from dataplatform.lib.transform import ROW, contract_reasons
+
+# 1.4826 * MAD estimates the standard deviation of normal data, but ignores outlier days.
+MAD_TO_SD = 1.4826
+
+
+class BandStatus(Enum):
+    NO_HISTORY = "no_history"
+    OK = "ok"
+    LOW = "low"
+    HIGH = "high"
+    FAR_HIGH = "far_high"
+
+
+@dataclass(frozen=True)
+class Band:
+    """What is normal for a daily figure, learned from its own recent history.
+
+    `low`..`high` is median ± k robust standard deviations; `far_high` (median + far_k sd)
+    separates "unusual" from "broken". `min_width` keeps a band from collapsing to a point
+    when history is almost constant (for example a quarantine rate of exactly 0 every day).
+    """
+
+    center: float
+    low: float
+    high: float
+    far_high: float
+    spread: float
+    n_history: int
+
+    def status(self, value: float) -> BandStatus:
+        if value > self.far_high:
+            return BandStatus.FAR_HIGH
+        if value > self.high:
+            return BandStatus.HIGH
+        if value < self.low:
+            return BandStatus.LOW
+        return BandStatus.OK
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def learned_band(
+    history: Sequence[float],
+    *,
+    k: float = 3.0,
+    far_k: float = 6.0,
+    min_history: int = 5,
+    min_width: float = 0.0,
+    floor: float | None = None,
+) -> Band | None:
+    """A robust band from past values (NaN ignored); None until `min_history` values exist."""
+    values = np.asarray([v for v in history if v is not None and math.isfinite(v)], dtype=float)
+    if values.size < min_history:
+        return None
+    center = float(np.median(values))
+    spread = max(MAD_TO_SD * float(np.median(np.abs(values - center))), min_width)
+    low = center - k * spread
+    return Band(
+        center=center,
+        low=low if floor is None else max(low, floor),
+        high=center + k * spread,
+        far_high=center + far_k * spread,
+        spread=spread,
+        n_history=int(values.size),
+    )
+
+
+@dataclass(frozen=True)
+class ContractReport:
+    rows: int
+    failing_rows: int
+    reasons: pl.DataFrame  # reason, records, share, examples
+
+    @property
+    def passed(self) -> bool:
+        return self.failing_rows == 0
+
+
+def check_contract(frame: pl.DataFrame, *, examples: int = 3, id_column: str = "event_id") -> ContractReport:
+    """Validate stored rows against the contract again (a schema or a writer regression shows here)."""
+    missing = [c for c in CONTRACT_COLUMNS if c not in frame.columns]
+    if missing:
+        reasons = pl.DataFrame(
+            {"reason": [f"{c}:column_missing" for c in missing], "records": [frame.height] * len(missing)}
+        )
+        return ContractReport(frame.height, frame.height, reasons.with_columns(share=1.0, examples=pl.lit("")))
+    typed = frame.select(CONTRACT_COLUMNS).with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64))
+    failures = contract_reasons(typed)
+    table = failure_table(
+        failures.join(typed.select(ROW, pl.col(id_column).alias("example")), on=ROW, how="left"),
+        rows=frame.height,
+        examples=examples,
+    )
+    return ContractReport(frame.height, failures[ROW].n_unique(), table)
+
+
+def failure_table(failures: pl.DataFrame, *, rows: int, examples: int = 3) -> pl.DataFrame:
+    """Reason, record count, share of rows and a few example values, most frequent first.
+
+    `failures` has one row per (record, reason) with columns `reason` and `example`.
+    """
+    if failures.height == 0:
+        return pl.DataFrame(
+            schema={"reason": pl.String, "records": pl.Int64, "share": pl.Float64, "examples": pl.String}
+        )
+    return (
+        failures.group_by("reason")
+        .agg(
+            pl.len().cast(pl.Int64).alias("records"),
+            pl.col("example").cast(pl.String).head(examples).str.join(", ").alias("examples"),
+        )
+        .with_columns((pl.col("records") / max(rows, 1)).alias("share"))
+        .sort(["records", "reason"], descending=[True, False])
+        .select("reason", "records", "share", "examples")
+    )
+
+
+def quarantine_failures(quarantine: pl.DataFrame) -> pl.DataFrame:
+    """Quarantine rows (with a `reasons` list) as one row per (record, reason) with an example."""
+    return quarantine.select(
+        pl.col("reasons").alias("reason"),
+        pl.concat_str(pl.col("source_file"), pl.lit("#"), pl.col("source_row").cast(pl.String).fill_null("file")).alias(
+            "example"
+        ),
+    ).explode("reason")
+
+
+def markdown_table(frame: pl.DataFrame, *, limit: int = 10) -> str:
+    """A small Markdown table for check metadata; floats to 4 significant digits."""
+    if frame.height == 0:
+        return "_none_"
+    shown = frame.head(limit)
+    header = "| " + " | ".join(shown.columns) + " |\n| " + " | ".join("---" for _ in shown.columns) + " |\n"
+
+    def cell(value: object) -> str:
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        return text.replace("|", "\\|").replace("\n", " ")[:120]
+
+    body = "\n".join("| " + " | ".join(cell(v) for v in row) + " |" for row in shown.iter_rows())
+    more = f"\n\n…and {frame.height - limit} more" if frame.height > limit else ""
+    return header + body + more
+
+
+def day_profile(events: pl.DataFrame, quarantined: int) -> dict[str, float | int]:
+    """Daily figures whose history the bands learn from."""
+    rows = events.height
+    counts = dict.fromkeys(EVENT_TYPES, 0)
+    if rows:
+        for event_type, n in events.group_by("event_type").len().iter_rows():
+            counts[event_type] = n
+    total = rows + quarantined
+    return {
+        "events": rows,
+        "quarantined": quarantined,
+        "quarantine_rate": quarantined / total if total else 0.0,
+        "users": events["user_id"].n_unique() if rows else 0,
+        **{f"events_{name}": n for name, n in counts.items()},
+    }
+
+
+DRIFT_TABLE_COLUMNS = {
+    "method": pl.String, "statistic": pl.Float64, "p_value": pl.Float64, "effect_metric": pl.String,
+    "effect_size": pl.Float64, "threshold": pl.Float64, "drifted": pl.Boolean, "null_share_shift": pl.Float64,
+    "unseen_categories": pl.Float64, "n_reference": pl.Int64, "n_current": pl.Int64, "reason": pl.String,
+}  # fmt: skip
+
+
+def drift_table(results: Sequence[ColumnDrift], **context: object) -> pl.DataFrame:
+    """Drift results as warehouse rows (`distribution_drift`), each with the given context columns."""
+    rows = [
+        {**context, "column_name": r.column, **{k: v for k, v in r.to_dict().items() if k in DRIFT_TABLE_COLUMNS}}
+        for r in results
+    ]
+    frame = pl.DataFrame(rows, schema_overrides=DRIFT_TABLE_COLUMNS, infer_schema_length=None)
+    return frame.with_columns(pl.lit(dt.datetime.now(dt.UTC), dtype=pl.Datetime("us", "UTC")).alias("computed_at"))

@@ -52,6 +52,30 @@ class EventRecord(pa.DataFrameModel):
         coerce = False
 
 
+REASON_CODE_PATTERN: Final = r"^[a-z_]+:[a-z_]+$"
+
+
+class QuarantineRecord(pa.DataFrameModel):
+    """A record that did not pass the contract, kept with its reasons (never dropped)."""
+
+    batch_id: str = pa.Field(nullable=False, str_length={"min_value": 1})
+    source_file: str = pa.Field(nullable=False, str_length={"min_value": 1})
+    source_row: pl.Int64 = pa.Field(nullable=True, ge=1)  # type: ignore[valid-type]  # null: the whole file
+    reasons: pl.List(pl.String) = pa.Field(nullable=False)  # type: ignore[valid-type]
+    raw_record: str = pa.Field(nullable=False)
+    event_date: pl.Date = pa.Field(nullable=True)  # type: ignore[valid-type]
+
+    @pa.check("reasons", name="named_reasons")
+    def reasons_are_codes(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        codes = pl.col(data.key)
+        return data.lazyframe.select(
+            (codes.list.len() > 0) & codes.list.eval(pl.element().str.contains(REASON_CODE_PATTERN)).list.all()
+        )
+
+    class Config:
+        strict = "filter"
+
+
 CONTRACT_COLUMNS: Final[tuple[str, ...]] = tuple(EventRecord.to_schema().columns)
 REQUIRED_COLUMNS: Final = ("user_id", "timestamp", "event_type")
 # Columns that describe where a row came from; they travel with every row, valid or not.

@@ -16,7 +16,9 @@ from dataplatform.lib.batching import (
 from dataplatform.lib.landing import LandingFile, LocalLanding, safe_relative_key
 from factories import write_landing
 
-LIMITS = BatchLimits(max_files=3, max_bytes=1000, max_batches_per_tick=2, settle_seconds=5, max_attempts=2)
+LIMITS = BatchLimits(
+    max_files=3, max_bytes=1000, max_batches_per_tick=2, settle_seconds=5, max_attempts=2, max_in_flight=3
+)
 NOW = 10_000.0
 
 
@@ -54,7 +56,26 @@ def test_a_tick_requests_bounded_batches_and_remembers_them() -> None:
     assert set(result.state.pending) == {b.batch_id for b in result.requests}
     assert all(b.run_key.endswith(":attempt-1") for b in result.requests)
     again = plan(files(10), SensorState.from_cursor(result.state.to_cursor()))
-    assert [b.keys for b in again.requests] == [[f"f{i:03d}.jsonl" for i in range(6, 9)], ["f009.jsonl"]]
+    assert [b.keys for b in again.requests] == [[f"f{i:03d}.jsonl" for i in range(6, 9)]]  # 3 in flight at most
+
+
+def test_files_arriving_while_runs_are_in_flight_gather_into_one_batch() -> None:
+    one_at_a_time = BatchLimits(**{**LIMITS.__dict__, "max_in_flight": 1, "max_files": 100})
+    first = plan(files(1), limits=one_at_a_time)
+    busy = plan(files(5), first.state, limits=one_at_a_time)
+    assert busy.requests == []  # the first batch is still running
+    done = plan(files(5), busy.state, ingested=files(1), outcome=RunOutcome.SUCCESS, limits=one_at_a_time)
+    assert [len(b.keys) for b in done.requests] == [4]
+
+
+def test_compressed_and_parquet_files_count_by_their_size_in_memory() -> None:
+    small = [
+        LandingFile(1, "a.parquet", 200, "v"),
+        LandingFile(2, "b.jsonl.gz", 200, "v"),
+        LandingFile(3, "c.jsonl", 200, "v"),
+    ]
+    assert [len(b) for b in group_into_batches(small, 10, 1000)] == [1, 1, 1]
+    assert [len(b) for b in group_into_batches(small, 10, 10_000)] == [3]
 
 
 def test_files_still_settling_or_already_ingested_are_not_requested() -> None:

@@ -105,3 +105,11 @@ def test_column_names_are_trimmed_lowercased_and_reserved_names_kept_aside() -> 
     result = parsed("a.jsonl", b'{" User_ID ": "u1", "source_row": 9}\n')
     assert result.records.columns == ["user_id", "input_source_row", "source_row"]
     assert result.records["source_row"].to_list() == [1]
+
+
+def test_a_bad_line_deep_in_a_big_file_is_found_without_losing_its_neighbours() -> None:
+    good = [event(i) for i in range(5000)]
+    data = jsonl_bytes(good[:3000]) + b'{"user_id": "u", "price": 1e400}\n' + jsonl_bytes(good[3000:]) + b'{"a": }\n'
+    result = parsed("a.jsonl", data)
+    assert result.records.height == 5001
+    assert result.malformed["source_row"].to_list() == [5002]

@@ -129,26 +129,45 @@ def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
     return column.cast(pl.String).alias(name)
 
 
+# Chunks of at most this many lines that the columnar reader rejects are read line by line.
+LINE_BY_LINE_CHUNK = 64
+
+
 def _read_jsonl(text: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     lines = pl.DataFrame({"raw_record": text.split("\n")})
     lines = _numbered(lines).with_columns(pl.col("raw_record").str.strip_chars_end("\r"))
     lines = lines.filter(pl.col("raw_record").str.strip_chars() != "")
     if lines.height == 0:
         return pl.DataFrame(schema={"source_row": pl.Int64}), pl.DataFrame(schema=MALFORMED_SCHEMA)
+    # A line that does not even look like an object (a truncated line, say) is set aside at once.
+    trimmed = pl.col("raw_record").str.strip_chars()
+    shaped = trimmed.str.starts_with("{") & trimmed.str.ends_with("}")
+    records, malformed = _read_object_lines(lines.filter(shaped))
+    malformed = pl.concat([lines.filter(~shaped).select(list(MALFORMED_SCHEMA)), malformed]).sort("source_row")
+    return records, malformed
+
+
+def _read_object_lines(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Columnar read of JSON lines; a chunk that fails is halved until the bad lines are found."""
+    if lines.height == 0:
+        return pl.DataFrame(schema={"source_row": pl.Int64}), pl.DataFrame(schema=MALFORMED_SCHEMA)
     body = "\n".join(lines["raw_record"]).encode()
     try:
         names = pl.scan_ndjson(io.BytesIO(body), infer_schema_length=None).collect_schema().names()
         frame = pl.read_ndjson(io.BytesIO(body), schema=dict.fromkeys(names, pl.String))
+        if frame.height != lines.height:
+            raise pl.exceptions.ComputeError("line count mismatch")
     except pl.exceptions.PolarsError:
-        return _read_jsonl_line_by_line(lines)
-    if frame.height != lines.height:
-        return _read_jsonl_line_by_line(lines)
-    records = _normalize_names(frame).with_columns(lines["source_row"])
-    return records, pl.DataFrame(schema=MALFORMED_SCHEMA)
+        if lines.height <= LINE_BY_LINE_CHUNK:
+            return _read_jsonl_line_by_line(lines)
+        half = lines.height // 2
+        first, second = _read_object_lines(lines[:half]), _read_object_lines(lines[half:])
+        return pl.concat([first[0], second[0]], how="diagonal"), pl.concat([first[1], second[1]])
+    return _normalize_names(frame).with_columns(lines["source_row"]), pl.DataFrame(schema=MALFORMED_SCHEMA)
 
 
 def _read_jsonl_line_by_line(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Slow path, taken only for a file the columnar reader rejected: find the bad lines."""
+    """Slow path for a small chunk the columnar reader rejected: find the bad lines."""
     rows: list[dict[str, str | None]] = []
     good_rows: list[int] = []
     bad_rows: list[int] = []

@@ -35,6 +35,7 @@ class Settings:
     max_listed_files: int
     max_batches_per_tick: int
     max_attempts: int
+    max_in_flight: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -55,4 +56,5 @@ class Settings:
             max_listed_files=int(_env("DP_MAX_LISTED_FILES", "20000")),
             max_batches_per_tick=int(_env("DP_MAX_BATCHES_PER_TICK", "10")),
             max_attempts=int(_env("DP_MAX_ATTEMPTS", "3")),
+            max_in_flight=int(_env("DP_MAX_IN_FLIGHT", "2")),
         )

@@ -26,6 +26,7 @@ from dataplatform.lib.contract import (
 
 TEXT_COLUMNS = ("event_id", "user_id", "event_type", "category", "brand", "session_id")
 ROW = "_row"
+PARSED = "__parsed"
 RECORD_COLUMNS = ("source_file", "source_row")
 
 # Pandera check names as reason codes: short, stable words an analyst can group by.
@@ -121,24 +122,25 @@ def parse_records(text_records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFram
         "product_id": _parse_integer(pl.col("product_id")),
         "price": pl.col("price").cast(pl.Float64, strict=False),
     }
-    typed = stripped.with_row_index(ROW).with_columns(
-        pl.col(ROW).cast(pl.Int64), *(expr.alias(name) for name, expr in parsed_exprs.items())
+    # Parse once into side columns, flag text that was present but did not parse, then swap.
+    parsed = stripped.with_row_index(ROW).with_columns(
+        pl.col(ROW).cast(pl.Int64), *(expr.alias(f"{name}{PARSED}") for name, expr in parsed_exprs.items())
     )
     unparseable = (
-        stripped.with_row_index(ROW)
-        .select(
+        parsed.select(
             ROW,
             *[
-                pl.when(pl.col(name).is_not_null() & (pl.col(name) != "") & expr.is_null())
+                pl.when(pl.col(name).is_not_null() & (pl.col(name) != "") & pl.col(f"{name}{PARSED}").is_null())
                 .then(pl.lit(f"{name}:unparseable"))
                 .alias(name)
-                for name, expr in parsed_exprs.items()
+                for name in parsed_exprs
             ],
         )
         .unpivot(index=ROW, value_name="reason")
         .drop_nulls("reason")
-        .select(pl.col(ROW).cast(pl.Int64), "reason", pl.col("variable").alias("column"))
+        .select(ROW, "reason", pl.col("variable").alias("column"))
     )
+    typed = parsed.drop(list(parsed_exprs)).rename({f"{name}{PARSED}": name for name in parsed_exprs})
     return typed, unparseable
 
 

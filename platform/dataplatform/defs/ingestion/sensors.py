@@ -57,6 +57,7 @@ def landing_files_sensor(
             max_batches_per_tick=SETTINGS.max_batches_per_tick,
             settle_seconds=landing.settle_seconds,
             max_attempts=SETTINGS.max_attempts,
+            max_in_flight=SETTINGS.max_in_flight,
         ),
     )
     for note in plan.notes:

@@ -11,9 +11,10 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 
 import numpy as np
+import pandera.polars as pa
 import polars as pl
 
-from dataplatform.lib.contract import CONTRACT_COLUMNS, EVENT_TYPES
+from dataplatform.lib.contract import EVENT_TYPES, EventRecord
 from dataplatform.lib.drift import ColumnDrift
 from dataplatform.lib.transform import ROW, contract_reasons
 
@@ -95,18 +96,21 @@ class ContractReport:
         return self.failing_rows == 0
 
 
-def check_contract(frame: pl.DataFrame, *, examples: int = 3, id_column: str = "event_id") -> ContractReport:
-    """Validate stored rows against the contract again (a schema or a writer regression shows here)."""
-    missing = [c for c in CONTRACT_COLUMNS if c not in frame.columns]
+def check_contract(
+    frame: pl.DataFrame, *, model: type[pa.DataFrameModel] = EventRecord, examples: int = 3, id_column: str = "event_id"
+) -> ContractReport:
+    """Validate stored rows against a contract again (a schema or a writer regression shows here)."""
+    columns = list(model.to_schema().columns)
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
         reasons = pl.DataFrame(
             {"reason": [f"{c}:column_missing" for c in missing], "records": [frame.height] * len(missing)}
         )
         return ContractReport(frame.height, frame.height, reasons.with_columns(share=1.0, examples=pl.lit("")))
-    typed = frame.select(CONTRACT_COLUMNS).with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64))
-    failures = contract_reasons(typed)
+    typed = frame.with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64))
+    failures = contract_reasons(typed, model)
     table = failure_table(
-        failures.join(typed.select(ROW, pl.col(id_column).alias("example")), on=ROW, how="left"),
+        failures.join(typed.select(ROW, pl.col(id_column).cast(pl.String).alias("example")), on=ROW, how="left"),
         rows=frame.height,
         examples=examples,
     )

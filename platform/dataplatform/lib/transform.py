@@ -172,10 +172,14 @@ def derive_event_ids(typed: pl.DataFrame) -> pl.DataFrame:
     return typed.with_columns(pl.coalesce(pl.col("event_id"), hashed["derived"]).alias("event_id"))
 
 
-def contract_reasons(typed: pl.DataFrame) -> pl.DataFrame:
-    """Run the Pandera contract over the whole frame; one row per (row, failed check)."""
+def contract_reasons(typed: pl.DataFrame, model: type[pa.DataFrameModel] = EventRecord) -> pl.DataFrame:
+    """Run a Pandera contract over the whole frame; one row per (row, failed check).
+
+    Row numbers are positions in `typed`; a schema-level failure (a missing column or a wrong
+    dtype) has no row and is raised, since the platform builds these frames itself.
+    """
     try:
-        EventRecord.validate(typed.select(CONTRACT_COLUMNS), lazy=True)
+        model.validate(typed.select(list(model.to_schema().columns)), lazy=True)
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases
     else:
@@ -203,10 +207,12 @@ def transform(text_records: pl.DataFrame, malformed: pl.DataFrame) -> TransformR
     bad_rows = reasons[ROW]
     good = typed.filter(~pl.col(ROW).is_in(bad_rows.implode()))
 
-    raw_columns = [name for name in frame.columns if name not in RECORD_COLUMNS]
+    # The raw record keeps the producer's own column names, so a replay after a contract fix
+    # (a new alias, say) is read exactly as the original was.
+    raw_columns = [name for name in text_records.columns if name not in RECORD_COLUMNS]
     quarantined = pl.concat(
         [
-            frame.with_row_index(ROW)
+            text_records.with_row_index(ROW)
             .with_columns(pl.col(ROW).cast(pl.Int64))
             .join(reasons, on=ROW, how="inner")
             .join(typed.select(ROW, pl.col("timestamp").dt.date().alias("event_date")), on=ROW, how="left")
@@ -215,7 +221,7 @@ def transform(text_records: pl.DataFrame, malformed: pl.DataFrame) -> TransformR
                 "source_file",
                 "source_row",
                 "reasons",
-                pl.struct(raw_columns).struct.json_encode().alias("raw_record"),
+                (pl.struct(raw_columns).struct.json_encode() if raw_columns else pl.lit("{}")).alias("raw_record"),
                 "event_date",
             ),
             malformed.select(

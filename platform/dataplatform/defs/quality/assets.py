@@ -16,6 +16,7 @@ from dataplatform.defs.ingestion.assets import HISTORY_EVENTS, LANDING_EVENTS, O
 from dataplatform.defs.ingestion.metadata import WRITER_POOL, events_column_schema
 from dataplatform.defs.resources import LakehouseResource
 from dataplatform.lib import drift, lakeread, warehouse
+from dataplatform.lib.contract import QuarantineRecord
 from dataplatform.lib.quality import (
     BandStatus,
     check_contract,
@@ -57,6 +58,11 @@ EVENTS_CHECKS = [
         "Every batch that wrote the day reconciles (rows in = valid + quarantined + duplicates) and the lake and "
         "the warehouse hold the same event ids for the day. Blocking.",
         blocking=True,
+    ),
+    _spec(
+        "quarantine_conforms",
+        "The day's quarantined records follow the quarantine contract: source file, row, raw record and at "
+        "least one well-formed reason code each.",
     ),
     _spec(
         "quarantine_rate_in_band",
@@ -163,6 +169,7 @@ def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
         )
 
     failing_batches = [b for b in batches if not b["ok"]]
+    quarantine_contract = check_contract(quarantine, model=QuarantineRecord, id_column="source_file")
     reasons = failure_table(quarantine_failures(quarantine), rows=quarantine.height + events.height)
     checks = [
         dg.AssetCheckResult(
@@ -188,6 +195,15 @@ def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
                 "rows_in_warehouse_not_in_lake": int(warehouse_only),
                 "rows_in_lake_not_in_warehouse": int(lake_only),
                 "failing": dg.MetadataValue.json(failing_batches[:10]),
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name="quarantine_conforms",
+            passed=quarantine_contract.passed,
+            metadata={
+                "records": quarantine.height,
+                "failing_records": quarantine_contract.failing_rows,
+                "failures": dg.MetadataValue.md(markdown_table(quarantine_contract.reasons)),
             },
         ),
         _band_check(

@@ -1,0 +1,199 @@
+"""Tier 1 and 2 data quality: bands, contract re-validation, quarantine replay, the daily checks."""
+
+import datetime as dt
+import math
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+from dagster_aws.s3 import S3Resource
+from factories import event, jsonl_bytes, write_landing
+
+from dataplatform.defs.ingestion.assets import history_events
+from dataplatform.defs.quality.assets import event_distributions, warehouse_events
+from dataplatform.defs.resources import FileStoreResource, LakehouseResource
+from dataplatform.lib import contract
+from dataplatform.lib.contract import QuarantineRecord
+from dataplatform.lib.demo import DemoConfig, generate_events, write_history
+from dataplatform.lib.ingest import batch_id_for, ingest_batch
+from dataplatform.lib.lake import Lake
+from dataplatform.lib.landing import LocalLanding
+from dataplatform.lib.quality import BandStatus, check_contract, learned_band, markdown_table
+from dataplatform.lib.replay import plan_replay, select_quarantined, write_replay
+
+
+def test_band_learns_median_and_robust_spread_and_ignores_outlier_days() -> None:
+    band = learned_band([10, 11, 9, 10, 10, 11, 9, 500])
+    assert band is not None and band.center == 10
+    assert band.status(10.5) is BandStatus.OK
+    assert band.status(16) is BandStatus.HIGH and band.status(40) is BandStatus.FAR_HIGH
+    assert band.status(2) is BandStatus.LOW
+
+
+def test_band_needs_history_and_respects_a_minimum_width() -> None:
+    assert learned_band([0.0] * 4) is None
+    band = learned_band([0.0] * 10, min_width=0.005, floor=0.0)
+    assert band is not None and band.low == 0.0 and math.isclose(band.high, 0.015)
+    assert band.status(0.01) is BandStatus.OK and band.status(0.05) is BandStatus.FAR_HIGH
+
+
+def test_contract_recheck_names_failures_with_examples() -> None:
+    frame = pl.DataFrame(
+        {
+            "event_id": ["a", "b", "c"], "user_id": ["u", "", "u"],
+            "timestamp": [dt.datetime(2026, 3, 1, tzinfo=dt.UTC)] * 3, "event_type": ["view", "view", "buy"],
+            "product_id": [1, 2, 3], "category": [None] * 3, "brand": [None] * 3, "price": [1.0, -2.0, 3.0],
+            "session_id": [None] * 3, "extras": [None] * 3,
+        },
+        schema_overrides={"category": pl.String, "brand": pl.String, "session_id": pl.String, "extras": pl.String},
+    )  # fmt: skip
+    report = check_contract(frame)
+    assert not report.passed and report.failing_rows == 2
+    assert dict(zip(report.reasons["reason"], report.reasons["examples"], strict=True)) == {
+        "user_id:bad_length": "b", "price:below_minimum": "b", "event_type:not_allowed": "c"
+    }  # fmt: skip
+    assert "| reason |" in markdown_table(report.reasons)
+    assert check_contract(frame.drop("price")).reasons["reason"].to_list() == ["price:column_missing"]
+
+
+def test_quarantine_contract_requires_named_reasons() -> None:
+    rows = pl.DataFrame(
+        {"batch_id": ["b", "b"], "source_file": ["f", "f"], "source_row": [1, None], "reasons": [["price:finite"], []],
+         "raw_record": ["{}", "x"], "event_date": [None, None]},
+        schema_overrides={"event_date": pl.Date, "reasons": pl.List(pl.String)},
+    )  # fmt: skip
+    report = check_contract(rows, model=QuarantineRecord, id_column="source_file")
+    assert report.failing_rows == 1 and report.reasons["reason"].to_list() == ["reasons:named_reasons"]
+
+
+def test_replay_after_a_contract_fix_reconciles_without_duplicates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    landing, lake, wh = tmp_path / "landing", Lake(tmp_path / "lake"), tmp_path / "wh.duckdb"
+    records = [event(1), event(2, user_id=..., uid="u9"), event(3, user_id=..., uid="u8"), event(4, price=-1)]
+    write_landing(landing, "a.jsonl", jsonl_bytes(records))
+
+    def ingest(name_filter: str) -> object:
+        store = LocalLanding(landing)
+        files = [f for f in store.list_files(100) if f.key.startswith(name_filter)]
+        return ingest_batch(
+            store=store, files=files, lake=lake, warehouse_path=wh,
+            batch_id=batch_id_for("stream", files), mode="stream",
+        )  # fmt: skip
+
+    first = ingest("a.jsonl")
+    assert (first.rows_valid, first.rows_quarantined) == (1, 3)
+
+    # The fix: producers call the user `uid`; the contract learns the alias.
+    monkeypatch.setitem(contract.COLUMN_ALIASES, "uid", "user_id")
+    plan = plan_replay(select_quarantined(lake, reasons=["user_id:missing"]))
+    assert plan.replayable.height == 2
+    write_replay(plan, landing, lake)
+    replayed = ingest("replay-")
+    assert (replayed.rows_in, replayed.rows_valid, replayed.rows_quarantined) == (2, 2, 0)
+    assert replayed.reconciles
+
+    again = plan_replay(select_quarantined(lake, reasons=["user_id:missing"]))
+    assert again.file_name == plan.file_name  # same selection, same file: the ledger makes it a no-op
+    assert ingest("replay-").rows_in == 2  # the same file re-run is idempotent
+    assert pl.read_parquet(lake.events_glob())["event_id"].n_unique() == 3
+
+
+@pytest.fixture
+def resources(tmp_path: Path) -> dict[str, dg.ConfigurableResource]:
+    s3 = S3Resource(region_name="us-east-1")
+    return {
+        "landing": FileStoreResource(uri=str(tmp_path / "landing"), s3=s3, settle_seconds=0),
+        "history": FileStoreResource(uri=str(tmp_path / "history"), s3=s3),
+        "lakehouse": LakehouseResource(lake_dir=str(tmp_path / "lake"), warehouse_path=str(tmp_path / "wh.duckdb")),
+    }
+
+
+def demo_history(path: Path, days: int, **options: object) -> list[str]:
+    config = DemoConfig(start=dt.date(2026, 3, 1), days=days, users=300, events_per_day=1500, seed=3, **options)
+    frame, _ = generate_events(config)
+    write_history(frame, path, fmt="jsonl")
+    return [str(config.start + dt.timedelta(days=i)) for i in range(days)]
+
+
+def materialize_days(resources: dict, days: list[str], *assets: dg.AssetsDefinition) -> list[dg.ExecuteInProcessResult]:
+    results = []
+    with dg.instance_for_test() as instance:
+        for day in days:
+            for asset in assets:
+                results.append(
+                    dg.materialize(
+                        [asset], partition_key=day, resources=resources, instance=instance, raise_on_error=False
+                    )
+                )
+    return results
+
+
+def checks_of(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {c.check_name: c for c in result.get_asset_check_evaluations()}
+
+
+def test_clean_days_pass_every_check(tmp_path: Path, resources: dict) -> None:
+    days = demo_history(tmp_path / "history", 8)
+    results = materialize_days(resources, days, history_events, warehouse_events)
+    last = checks_of(results[-1])
+    assert set(last) == {
+        "schema_conforms", "event_id_unique", "day_reconciles", "quarantine_conforms",
+        "quarantine_rate_in_band", "volume_in_band",
+    }  # fmt: skip
+    assert all(c.passed for c in last.values()), {k: c.metadata for k, c in last.items() if not c.passed}
+    assert last["quarantine_rate_in_band"].metadata["history_days"].value == 7
+
+
+def test_a_corrupted_day_fails_the_quarantine_band_with_error(tmp_path: Path, resources: dict) -> None:
+    days = demo_history(
+        tmp_path / "history", 8, corruption_rate=0.15, corrupt_from=dt.date(2026, 3, 8), corrupt_to=dt.date(2026, 3, 8)
+    )
+    results = materialize_days(resources, days, history_events, warehouse_events)
+    last = checks_of(results[-1])
+    assert not last["quarantine_rate_in_band"].passed
+    assert last["quarantine_rate_in_band"].severity == dg.AssetCheckSeverity.ERROR
+    assert last["quarantine_rate_in_band"].metadata["status"].value == "far_high"
+    assert last["schema_conforms"].passed and last["day_reconciles"].passed  # what was stored is still sound
+    assert last["quarantine_conforms"].passed and last["quarantine_conforms"].metadata["records"].value > 100
+
+
+def test_rows_missing_from_the_warehouse_fail_reconciliation_and_block(tmp_path: Path, resources: dict) -> None:
+    days = demo_history(tmp_path / "history", 1)
+    materialize_days(resources, days, history_events)
+    with resources["lakehouse"].connect() as con:
+        con.sql("DELETE FROM events WHERE event_id IN (SELECT event_id FROM events LIMIT 5)")
+    result = materialize_days(resources, days, warehouse_events)[0]
+    check = checks_of(result)["day_reconciles"]
+    assert not check.passed and check.metadata["rows_in_lake_not_in_warehouse"].value == 5
+    assert check.blocking
+
+
+def test_a_bad_row_written_behind_the_platforms_back_fails_schema_conformance(tmp_path: Path, resources: dict) -> None:
+    days = demo_history(tmp_path / "history", 1)
+    materialize_days(resources, days, history_events)
+    lake = resources["lakehouse"].lake()
+    path = next(lake.events_root.glob(f"event_date={days[0]}/*.parquet"))
+    frame = pl.read_parquet(path)
+    frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(-5.0).otherwise(pl.col("price")).alias("price")
+    ).write_parquet(path)
+    check = checks_of(materialize_days(resources, days, warehouse_events)[0])["schema_conforms"]
+    assert not check.passed and check.metadata["failing_rows"].value == 1
+    assert "price:below_minimum" in check.metadata["failures"].value
+
+
+def test_distribution_check_flags_real_drift_and_not_stable_days(tmp_path: Path, resources: dict) -> None:
+    days = demo_history(
+        tmp_path / "history", 16, drift_start=dt.date(2026, 3, 16), drift_strength=1.0, drift_ramp_days=1
+    )
+    materialize_days(resources, days, history_events)
+    stable, drifted = materialize_days(resources, [days[-2], days[-1]], event_distributions)
+    assert checks_of(stable)["distributions_stable"].passed
+    drift_check = checks_of(drifted)["distributions_stable"]
+    assert not drift_check.passed and drift_check.severity == dg.AssetCheckSeverity.WARN
+    assert "price" in drift_check.metadata["drifted_columns"].value
+    with resources["lakehouse"].connect(read_only=True) as con:
+        stored = con.sql("SELECT count(*), count(DISTINCT event_date) FROM distribution_drift").fetchall()
+    assert stored == [(10, 2)]

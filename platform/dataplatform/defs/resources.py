@@ -11,6 +11,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from dataplatform.lib import warehouse
+from dataplatform.lib.alerts import Alert, deliver
 from dataplatform.lib.lake import Lake
 from dataplatform.lib.landing import LandingStore, open_store
 from dataplatform.lib.settings import Settings
@@ -45,10 +46,25 @@ class LakehouseResource(dg.ConfigurableResource):
             yield con
 
 
+class AlertWebhookResource(dg.ConfigurableResource):
+    """Where alerts go besides the log: a webhook URL (a secret: it may carry a token)."""
+
+    url: str | None = Field(default=None, description="Webhook URL, from the environment (DP_ALERT_WEBHOOK_URL)")
+    timeout_seconds: float = 5.0
+
+    def send(self, alert: Alert, log: Any = None) -> bool:
+        return deliver(alert, self.url, timeout_seconds=self.timeout_seconds, **({"log": log} if log else {}))
+
+
+def _env_secret(name: str) -> dg.EnvVar | None:
+    """An EnvVar for a secret that is set; None when it is not (the feature is then off)."""
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
 def s3_resource(settings: Settings) -> S3Resource:
     """S3 through dagster-aws; keys come from the environment only, via EnvVar."""
     secrets: dict[str, Any] = {
-        field: dg.EnvVar(name)
+        field: _env_secret(name)
         for field, name in (
             ("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
             ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
@@ -65,6 +81,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "landing": FileStoreResource(uri=settings.landing_uri, s3=s3, settle_seconds=settings.settle_seconds),
         "history": FileStoreResource(uri=settings.history_uri, s3=s3),
         "lakehouse": LakehouseResource(lake_dir=str(settings.lake_dir), warehouse_path=str(settings.warehouse_path)),
+        "alerts": AlertWebhookResource(url=_env_secret("DP_ALERT_WEBHOOK_URL")),
     }
 
 

@@ -248,6 +248,8 @@ def _with_derived_columns(events: pl.DataFrame) -> pl.DataFrame:
     ),
     kinds={"polars", "scipy", "duckdb"},
     owners=OWNERS,
+    # Follows its parent: a re-certified day (after a backfill, say) gets its statistics again.
+    automation_condition=dg.AutomationCondition.eager(),
     pool=WRITER_POOL,
     check_specs=[
         dg.AssetCheckSpec(

@@ -3,7 +3,8 @@
 Runs go into the Dagster instance of $DAGSTER_HOME, so they show in the UI afterwards.
 1. `history_events` over every day that has a folder in the history location (one run);
 2. `landing_events`, batch after batch, until no file waits in the landing zone;
-3. every other asset, in dependency order (partitioned ones for the same days).
+3. every other daily-partitioned asset, one run per day (dependency order inside the run);
+4. every other unpartitioned asset, once.
 Exits non-zero when any run or blocking check fails.
 """
 
@@ -59,6 +60,16 @@ def main(argv: list[str] | None = None) -> int:
             if not _run(definitions, [LANDING_EVENTS], instance):
                 ok = False
                 break
+        graph = definitions.resolve_asset_graph()
+        ingestion = {HISTORY_EVENTS, LANDING_EVENTS}
+        daily = [k for k in graph.materializable_asset_keys if k not in ingestion and graph.get(k).partitions_def]
+        others = [k for k in graph.materializable_asset_keys if k not in ingestion and not graph.get(k).partitions_def]
+        for day in days if ok else []:
+            print(f"daily assets for {day}: {', '.join(k.to_user_string() for k in daily)}", flush=True)
+            ok &= _run(definitions, daily, instance, partition_key=day)
+        if ok and others:
+            print(f"unpartitioned assets: {', '.join(k.to_user_string() for k in others)}", flush=True)
+            ok &= _run(definitions, others, instance)
     print("all runs succeeded" if ok else "a run failed: see the Dagster UI or the log above", flush=True)
     return 0 if ok else 1
 

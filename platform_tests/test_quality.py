@@ -8,7 +8,6 @@ import dagster as dg
 import polars as pl
 import pytest
 from dagster_aws.s3 import S3Resource
-from factories import event, jsonl_bytes, write_landing
 
 from dataplatform.defs.ingestion.assets import history_events
 from dataplatform.defs.quality.assets import event_distributions, warehouse_events
@@ -21,6 +20,7 @@ from dataplatform.lib.lake import Lake
 from dataplatform.lib.landing import LocalLanding
 from dataplatform.lib.quality import BandStatus, check_contract, learned_band, markdown_table
 from dataplatform.lib.replay import plan_replay, select_quarantined, write_replay
+from factories import event, jsonl_bytes, write_landing
 
 
 def test_band_learns_median_and_robust_spread_and_ignores_outlier_days() -> None:

@@ -13,7 +13,8 @@ from pydantic import Field
 from dataplatform.lib import warehouse
 from dataplatform.lib.alerts import Alert, deliver
 from dataplatform.lib.lake import Lake
-from dataplatform.lib.landing import LandingStore, open_store
+from dataplatform.lib.landing import LandingStore, open_store, split_s3_uri
+from dataplatform.lib.registry import ModelRegistry
 from dataplatform.lib.settings import Settings
 
 
@@ -44,6 +45,19 @@ class LakehouseResource(dg.ConfigurableResource):
     def connect(self, *, read_only: bool = False) -> Iterator[Any]:
         with warehouse.connect(Path(self.warehouse_path), read_only=read_only) as con:
             yield con
+
+
+class ModelRegistryResource(dg.ConfigurableResource):
+    """The model registry: a local folder or `s3://bucket/prefix` (artifacts verified by sha256 before loading)."""
+
+    root: str
+    s3: S3Resource
+
+    def registry(self) -> ModelRegistry:
+        if self.root.startswith("s3://"):
+            bucket, prefix = split_s3_uri(self.root)
+            return ModelRegistry.s3(self.s3.get_client(), bucket, prefix)
+        return ModelRegistry.local(self.root)
 
 
 class AlertWebhookResource(dg.ConfigurableResource):
@@ -82,6 +96,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "history": FileStoreResource(uri=settings.history_uri, s3=s3),
         "lakehouse": LakehouseResource(lake_dir=str(settings.lake_dir), warehouse_path=str(settings.warehouse_path)),
         "alerts": AlertWebhookResource(url=_env_secret("DP_ALERT_WEBHOOK_URL")),
+        "models": ModelRegistryResource(root=settings.models_uri, s3=s3),
     }
 
 

@@ -250,7 +250,9 @@ def _window_sql(groups: Sequence[str], history_us: int, horizon_us: int | None) 
             " AS user_category_view_share_28d"
         )
     if "product" in groups:
-        dec = f"TRY_CAST(LEAST(price, {_MAX_PRICE_FOR_MEAN}) AS DECIMAL(38, 6))"
+        # (not LEAST: DuckDB's LEAST skips NULLs, and a null price must stay null)
+        cap = _MAX_PRICE_FOR_MEAN
+        dec = f"TRY_CAST(CASE WHEN price > {cap} THEN {cap} ELSE price END AS DECIMAL(38, 6))"
         inner += [
             f"count(*) FILTER (WHERE {_VIEW}) OVER {_frame('product_id', win['1d'])} AS _p_views_1d",
             f"count(*) FILTER (WHERE {_VIEW}) OVER {_frame('product_id', win['7d'])} AS _p_views_7d",

@@ -16,7 +16,7 @@ import polars as pl
 
 from dataplatform.lib.contract import EVENT_TYPES, EventRecord
 from dataplatform.lib.drift import ColumnDrift
-from dataplatform.lib.transform import ROW, contract_reasons
+from dataplatform.lib.transform import ROW, contract_reasons, contract_schema
 
 # 1.4826 * MAD estimates the standard deviation of normal data, but ignores outlier days.
 MAD_TO_SD = 1.4826
@@ -97,10 +97,14 @@ class ContractReport:
 
 
 def check_contract(
-    frame: pl.DataFrame, *, model: type[pa.DataFrameModel] = EventRecord, examples: int = 3, id_column: str = "event_id"
+    frame: pl.DataFrame,
+    *,
+    model: type[pa.DataFrameModel] | pa.DataFrameSchema = EventRecord,
+    examples: int = 3,
+    id_column: str = "event_id",
 ) -> ContractReport:
     """Validate stored rows against a contract again (a schema or a writer regression shows here)."""
-    columns = list(model.to_schema().columns)
+    columns = list(contract_schema(model).columns)
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         reasons = pl.DataFrame(

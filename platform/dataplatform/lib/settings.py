@@ -36,6 +36,11 @@ class Settings:
     max_batches_per_tick: int
     max_attempts: int
     max_in_flight: int
+    models_uri: str  # local folder or s3://bucket/prefix
+    train_days: int
+    holdout_days: int
+    gate_max_corruption: float
+    retrain_cooldown_days: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -57,4 +62,9 @@ class Settings:
             max_batches_per_tick=int(_env("DP_MAX_BATCHES_PER_TICK", "10")),
             max_attempts=int(_env("DP_MAX_ATTEMPTS", "3")),
             max_in_flight=int(_env("DP_MAX_IN_FLIGHT", "2")),
+            models_uri=_env("DP_MODELS_URI", str(data_dir / "models")),
+            train_days=int(_env("DP_TRAIN_DAYS", "14")),
+            holdout_days=int(_env("DP_HOLDOUT_DAYS", "2")),
+            gate_max_corruption=float(_env("DP_GATE_MAX_CORRUPTION", "0.05")),
+            retrain_cooldown_days=int(_env("DP_RETRAIN_COOLDOWN_DAYS", "3")),
         )

@@ -54,6 +54,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
+from threadpoolctl import threadpool_limits
 
 CalibrationMethod = Literal["sigmoid", "isotonic"]
 
@@ -138,6 +139,11 @@ class TrainedModel:
         """Calibrated probability of the positive class, one per row."""
         return self.calibrator(self.decision_scores(frame))
 
+    def score(self, frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(raw scores, calibrated probabilities) with one pass through the pipeline."""
+        raw = self.decision_scores(frame)
+        return raw, self.calibrator(raw)
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready description (for model cards and run metadata)."""
         return {
@@ -177,10 +183,10 @@ def _labels(frame: pl.DataFrame, label: str) -> np.ndarray:
     column = frame.get_column(label)
     if column.null_count():
         raise ValueError(f"label column {label!r} has {column.null_count()} nulls")
-    y = column.cast(pl.Int8).to_numpy()
-    if not np.isin(y, (0, 1)).all():
+    values = column.cast(pl.Float64).to_numpy()
+    if not np.isin(values, (0.0, 1.0)).all():
         raise ValueError(f"label column {label!r} must hold only 0 and 1")
-    return y
+    return values.astype(np.int64)
 
 
 def _stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -217,8 +223,14 @@ def train_model(
     seed: int = 0,
     calibration: CalibrationMethod = "sigmoid",
     calibration_fraction: float = 0.2,
+    n_threads: int | None = None,
 ) -> TrainedModel:
-    """Fit the pipeline on ``1 - calibration_fraction`` of the rows, calibrate and pick the threshold on the rest."""
+    """Fit the pipeline on ``1 - calibration_fraction`` of the rows, calibrate and pick the threshold on the rest.
+
+    ``n_threads`` caps the booster's OpenMP threads during the fit (None: all cores). Set it when
+    several runs share a machine: OpenMP threads spin while waiting, so oversubscribed cores make
+    the fit many times slower, not just proportionally slower.
+    """
     started = time.perf_counter()
     features = tuple(feature_columns)
     categorical = tuple(c for c in features if c in set(categorical_columns))
@@ -256,8 +268,11 @@ def train_model(
 
     rng = np.random.default_rng(seed)
     fit_idx, cal_idx = _stratified_split(y, calibration_fraction, rng)
+    if min(int(y[fit_idx].sum()), int((1 - y[fit_idx]).sum())) < 2:
+        raise ValueError("too few examples of the minority class to fit and calibrate (need ≥ 3)")
     X = model_input(frame, features, categorical)
-    pipeline.fit(X[fit_idx], y[fit_idx])
+    with threadpool_limits(limits=n_threads, user_api="openmp"):
+        pipeline.fit(X[fit_idx], y[fit_idx])
     raw_cal = np.asarray(pipeline.decision_function(X[cal_idx]), dtype=np.float64)
     calibrator = Calibrator.fit(raw_cal, y[cal_idx], calibration)
     threshold = _max_f1_threshold(calibrator(raw_cal), y[cal_idx])
@@ -405,8 +420,7 @@ def evaluate(
     if not len(y):
         raise ValueError("cannot evaluate on an empty frame")
     cut = model.threshold if threshold is None else threshold
-    scores = model.decision_scores(frame)
-    proba = model.predict_proba(frame)
+    scores, proba = model.score(frame)
     positives = int(y.sum())
     two_classes = 0 < positives < len(y)
     predicted = proba >= cut
@@ -480,8 +494,7 @@ def estimate_performance(
     if not frame.height:
         raise ValueError("cannot estimate performance on an empty frame")
     cut = model.threshold if threshold is None else threshold
-    scores = model.decision_scores(frame)
-    proba = model.predict_proba(frame)
+    scores, proba = model.score(frame)
     predicted = proba >= cut
     expected_tp = float(proba[predicted].sum())
     expected_positives = float(proba.sum())

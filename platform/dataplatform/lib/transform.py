@@ -172,14 +172,21 @@ def derive_event_ids(typed: pl.DataFrame) -> pl.DataFrame:
     return typed.with_columns(pl.coalesce(pl.col("event_id"), hashed["derived"]).alias("event_id"))
 
 
-def contract_reasons(typed: pl.DataFrame, model: type[pa.DataFrameModel] = EventRecord) -> pl.DataFrame:
+def contract_schema(model: type[pa.DataFrameModel] | pa.DataFrameSchema) -> pa.DataFrameSchema:
+    return model if isinstance(model, pa.DataFrameSchema) else model.to_schema()
+
+
+def contract_reasons(
+    typed: pl.DataFrame, model: type[pa.DataFrameModel] | pa.DataFrameSchema = EventRecord
+) -> pl.DataFrame:
     """Run a Pandera contract over the whole frame; one row per (row, failed check).
 
     Row numbers are positions in `typed`; a schema-level failure (a missing column or a wrong
     dtype) has no row and is raised, since the platform builds these frames itself.
     """
     try:
-        model.validate(typed.select(list(model.to_schema().columns)), lazy=True)
+        schema = contract_schema(model)
+        schema.validate(typed.select(list(schema.columns)), lazy=True)
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases
     else:

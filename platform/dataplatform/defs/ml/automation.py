@@ -1,0 +1,166 @@
+"""The drift sensor that materializes retraining, and the schedules of the ML loop."""
+
+import datetime as dt
+import json
+from typing import Any
+
+import dagster as dg
+
+from dataplatform.defs.features.assets import FEATURE_DISTRIBUTIONS, TRAINING_EXAMPLES
+from dataplatform.defs.ingestion.assets import SETTINGS, daily_partitions
+from dataplatform.defs.ingestion.schedules import yesterday
+from dataplatform.defs.ml.assets import CHALLENGER, CHAMPION, TRAINING_SET
+from dataplatform.defs.monitoring.assets import DRIFT_REPORT, MODEL_PERFORMANCE
+from dataplatform.defs.resources import AlertWebhookResource
+from dataplatform.lib.alerts import Alert
+from dataplatform.lib.retraining import DriftDay, PerformanceDay, retrain_decision
+
+retrain_job = dg.define_asset_job(
+    "retrain_job",
+    selection=[TRAINING_SET, CHALLENGER, CHAMPION],
+    description="Gate the training data, train and register a challenger, promote it only if it beats the champion.",
+)
+nightly_ml_job = dg.define_asset_job(
+    "nightly_ml_job",
+    selection=[TRAINING_EXAMPLES, FEATURE_DISTRIBUTIONS, DRIFT_REPORT, MODEL_PERFORMANCE],
+    partitions_def=daily_partitions,
+    description="A day's features, their distributions, its drift report and the champion's performance.",
+)
+labelled_performance_job = dg.define_asset_job(
+    "labelled_performance_job",
+    selection=[TRAINING_EXAMPLES, MODEL_PERFORMANCE],
+    partitions_def=daily_partitions,
+    description="Rebuild a day's examples once its labels matured, and measure the champion's realized performance.",
+)
+RECENT_REPORTS = 10
+
+
+def _metadata_value(metadata: dict, key: str, default: object = None) -> object:
+    value = metadata.get(key)
+    return default if value is None else value.value
+
+
+def _drift_days(instance: dg.DagsterInstance) -> list[DriftDay]:
+    records = instance.fetch_materializations(DRIFT_REPORT, limit=RECENT_REPORTS).records
+    days: dict[dt.date, DriftDay] = {}
+    for record in records:  # newest first: keep the latest report of each day
+        materialization = record.asset_materialization
+        if materialization is None or materialization.partition is None or "decision" not in materialization.metadata:
+            continue
+        day = dt.date.fromisoformat(materialization.partition)
+        metadata = materialization.metadata
+        days.setdefault(
+            day,
+            DriftDay(
+                day=day,
+                drifted_features=list(_metadata_value(metadata, "drifted_features", [])),
+                scores=dict(_metadata_value(metadata, "scores", {})),
+                multivariate_drift=bool(_metadata_value(metadata, "multivariate_drift", False)),
+            ),
+        )
+    return list(days.values())
+
+
+def _performance_days(instance: dg.DagsterInstance) -> list[PerformanceDay]:
+    records = instance.fetch_materializations(MODEL_PERFORMANCE, limit=RECENT_REPORTS).records
+    days = {}
+    for record in records:
+        materialization = record.asset_materialization
+        if materialization is None or not _metadata_value(materialization.metadata, "labels_mature", False):
+            continue
+        day = dt.date.fromisoformat(materialization.partition)
+        days.setdefault(
+            day,
+            PerformanceDay(
+                day=day,
+                auc=_metadata_value(materialization.metadata, "auc"),
+                below_band=bool(_metadata_value(materialization.metadata, "below_band", False)),
+            ),
+        )
+    return list(days.values())
+
+
+def _last_retrain(instance: dg.DagsterInstance) -> dt.date | None:
+    event = instance.get_latest_materialization_event(CHALLENGER)
+    return dt.datetime.fromtimestamp(event.timestamp, dt.UTC).date() if event else None
+
+
+@dg.sensor(
+    job=retrain_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Reads the latest drift reports and performance results. Requests a retraining run when drift is material "
+        "and persistent (features beyond their learned thresholds, or multivariate drift, on 2 of the last 3 "
+        "days) or realized AUC left its band, outside a cooldown (DP_RETRAIN_COOLDOWN_DAYS). Each decision runs "
+        "once (run_key), carries its reasons as run tags, is recorded as an observation of ml/challenger_model "
+        "and sent as an alert."
+    ),
+)
+def drift_retraining_sensor(context: dg.SensorEvaluationContext, alerts: AlertWebhookResource) -> dg.SensorResult:
+    decision = retrain_decision(
+        _drift_days(context.instance),
+        _performance_days(context.instance),
+        last_retrain=_last_retrain(context.instance),
+        today=dt.datetime.now(dt.UTC).date(),
+        cooldown_days=SETTINGS.retrain_cooldown_days,
+    )
+    if not decision.retrain:
+        return dg.SensorResult(skip_reason=f"{decision.rule}: {decision.reason}")
+    details = decision.as_dict()
+    alerts.send(
+        Alert("drift_decision", f"retraining requested: {decision.reason}", details, "warning"), log=context.log
+    )
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"retrain:{decision.latest_day}:{decision.rule}",
+                tags={
+                    "dataplatform/trigger": decision.rule,
+                    "dataplatform/reason": decision.reason[:200],
+                    "dataplatform/features": ",".join(decision.features)[:200] or "none",
+                    "dataplatform/scores": json.dumps({k: round(v, 2) for k, v in decision.scores.items()})[:200],
+                },
+            )
+        ],
+        asset_events=[
+            dg.AssetObservation(asset_key=CHALLENGER, metadata={"retrain_decision": dg.MetadataValue.json(details)})
+        ],
+    )
+
+
+def _daily(job: Any, cron: str, days_back: int, description: str) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name=f"{job.name.removesuffix('_job')}_schedule",
+        cron_schedule=cron,
+        job=job,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=description,
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        scheduled = context.scheduled_execution_time - dt.timedelta(days=days_back - 1)
+        day = yesterday(scheduled)
+        return dg.RunRequest(run_key=f"{job.name}-{day}", partition_key=day)
+
+    return _schedule
+
+
+nightly_ml_schedule = _daily(
+    nightly_ml_job, "0 2 * * *", 1, "02:00 UTC: yesterday's features, drift report and estimated performance."
+)
+labelled_performance_schedule = _daily(
+    labelled_performance_job, "30 2 * * *", 2, "02:30 UTC: realized performance of the day before yesterday."
+)
+
+
+@dg.schedule(
+    cron_schedule="0 4 * * 1",
+    job=retrain_job,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Mondays 04:00 UTC: a safety retrain, whatever drift says (promotion still needs a better model).",
+)
+def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    week = context.scheduled_execution_time.strftime("%G-W%V")
+    return dg.RunRequest(run_key=f"weekly-retrain-{week}", tags={"dataplatform/trigger": "weekly_safety_retrain"})

@@ -1,0 +1,253 @@
+"""Model monitoring per day: feature drift against the champion's training data, and model performance."""
+
+import datetime as dt
+import json
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+from dataplatform.defs.features.assets import TRAINING_EXAMPLES
+from dataplatform.defs.ingestion.assets import OWNERS, daily_partitions
+from dataplatform.defs.ingestion.metadata import WRITER_POOL
+from dataplatform.defs.ml.assets import CHAMPION
+from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
+from dataplatform.lib import drift, features, featurestore, warehouse
+from dataplatform.lib.monitoring import distribution_chart, domain_classifier_drift, drift_history_chart, png_markdown
+from dataplatform.lib.quality import BandStatus, drift_table, learned_band, markdown_table
+from dataplatform.lib.training import estimate_performance, evaluate
+
+DRIFT_REPORT = dg.AssetKey(["monitoring", "drift_report"])
+MODEL_PERFORMANCE = dg.AssetKey(["monitoring", "model_performance"])
+CHART_DAYS = 30
+
+MONITORING_SQL = """
+CREATE TABLE IF NOT EXISTS drift_reports (
+    event_date DATE PRIMARY KEY, champion VARCHAR, features_drifted INTEGER, drifted_features VARCHAR,
+    domain_auc DOUBLE, domain_threshold DOUBLE, multivariate_drift BOOLEAN, thresholds_version VARCHAR,
+    thresholds VARCHAR, computed_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS model_performance (
+    event_date DATE PRIMARY KEY, champion VARCHAR, estimated BOOLEAN, n BIGINT, positives BIGINT,
+    auc DOUBLE, auc_low DOUBLE, auc_high DOUBLE, precision DOUBLE, recall DOUBLE, recall_at_k DOUBLE,
+    expected_auc DOUBLE, band_low DOUBLE, status VARCHAR, computed_at TIMESTAMPTZ
+);
+"""
+
+
+def _no_champion(check: str) -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        metadata={"status": "no champion model yet"},
+        check_results=[dg.AssetCheckResult(check_name=check, passed=True, metadata={"status": "no champion"})],
+    )
+
+
+@dg.asset(
+    key=DRIFT_REPORT,
+    deps=[TRAINING_EXAMPLES, CHAMPION],
+    partitions_def=daily_partitions,
+    group_name="monitoring",
+    description=(
+        "Feature drift of the day against the champion's training window. Per feature: KS / chi-square with "
+        "an effect size, judged against a threshold learned from the training window's own day-to-day "
+        "variability at today's sample size (leave-one-day-out, log-normal tail). Multivariate: a domain "
+        "classifier's AUC against a permutation baseline, with the features that drive it. Charts: each "
+        "feature's effect against its threshold over time, and reference vs current distributions."
+    ),
+    kinds={"scipy", "scikitlearn", "duckdb"},
+    owners=OWNERS,
+    pool=WRITER_POOL,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "no_material_drift",
+            asset=DRIFT_REPORT,
+            description="No feature beyond its learned threshold and no multivariate drift (WARN).",
+        )
+    ],
+)
+def drift_report(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource, models: ModelRegistryResource
+) -> dg.MaterializeResult:
+    day = dt.date.fromisoformat(context.partition_key)
+    lake = lakehouse.lake()
+    champion = models.registry().champion()
+    reference_path = featurestore.training_set_path(lake, champion.data_fingerprint, "train") if champion else None
+    current = featurestore.read_examples(lake, [day])
+    if champion is None or reference_path is None or not reference_path.exists() or current.height == 0:
+        return _no_champion("no_material_drift")
+    reference = pl.read_parquet(reference_path)
+    columns = list(features.FEATURE_COLUMNS)
+    thresholds = drift.calibrate_thresholds(
+        reference, time_column="event_date", columns=columns, current_size=current.height, rule="lognormal_tail"
+    )
+    results = drift.compare(reference.select(columns), current.select(columns), thresholds=thresholds)
+    multivariate = domain_classifier_drift(
+        reference, current, numeric=features.NUMERIC_FEATURES, categorical=features.CATEGORICAL_FEATURES
+    )
+    table = drift_table(results, event_date=day, dataset="features", thresholds_version=thresholds.version)
+    drifted = table.filter(pl.col("drifted"))["column_name"].to_list()
+    scores = {
+        r.column: float(r.effect_size / r.threshold) for r in results if r.effect_size is not None and r.threshold
+    }
+    with lakehouse.connect() as con:
+        con.sql(MONITORING_SQL)
+        warehouse.replace_rows(con, "distribution_drift", table, ["event_date", "dataset", "column_name"])
+        report_row = {
+            "event_date": day, "champion": champion.version, "features_drifted": len(drifted),
+            "drifted_features": json.dumps(drifted), "domain_auc": multivariate.auc,
+            "domain_threshold": multivariate.threshold, "multivariate_drift": multivariate.drifted,
+            "thresholds_version": thresholds.version, "thresholds": json.dumps(thresholds.to_dict(), default=str),
+            "computed_at": dt.datetime.now(dt.UTC),
+        }  # fmt: skip
+        warehouse.replace_rows(con, "drift_reports", pl.DataFrame([report_row]), ["event_date"])
+        history = con.sql(
+            "SELECT * FROM distribution_drift WHERE dataset = 'features' AND event_date > ?",
+            params=[day - dt.timedelta(days=CHART_DAYS)],
+        ).pl()
+    top = sorted(scores, key=lambda c: -scores[c])[:6]
+    charted = [c for c in (drifted or top) if c in features.NUMERIC_FEATURES][:4]
+    material = bool(drifted) or multivariate.drifted
+    return dg.MaterializeResult(
+        metadata={
+            "decision": "drift" if material else "stable",
+            "features_drifted": len(drifted),
+            "drifted_features": dg.MetadataValue.json(drifted),
+            "multivariate_drift": multivariate.drifted,
+            "domain_auc": dg.MetadataValue.float(multivariate.auc),
+            "domain_threshold": dg.MetadataValue.float(multivariate.threshold),
+            "drivers": dg.MetadataValue.json(multivariate.top_features),
+            "scores": dg.MetadataValue.json(scores),
+            **{f"drift_score_{c}": dg.MetadataValue.float(scores[c]) for c in top},
+            "champion": champion.version,
+            "thresholds_version": thresholds.version,
+            "effect_vs_threshold": dg.MetadataValue.md(
+                png_markdown(drift_history_chart(history, top), "effect size against threshold, last 30 days")
+            ),
+            "distributions": dg.MetadataValue.md(
+                png_markdown(distribution_chart(reference, current, charted), "reference vs current")
+            ),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="no_material_drift",
+                passed=not material,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "drifted_features": ", ".join(drifted) or "none",
+                    "domain_auc": float(multivariate.auc),
+                    "table": dg.MetadataValue.md(
+                        markdown_table(
+                            table.select("column_name", "effect_size", "threshold", "p_value", "drifted"), limit=40
+                        )
+                    ),
+                },
+            )
+        ],
+    )
+
+
+def _performance_history(con: Any, day: dt.date) -> list[float]:
+    rows = con.sql(
+        "SELECT auc FROM model_performance WHERE NOT estimated AND auc IS NOT NULL AND event_date < ? "
+        "ORDER BY event_date DESC LIMIT 28",
+        params=[day],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+@dg.asset(
+    key=MODEL_PERFORMANCE,
+    deps=[TRAINING_EXAMPLES, CHAMPION],
+    partitions_def=daily_partitions,
+    group_name="monitoring",
+    description=(
+        "The champion on the day's examples: AUC (95% bootstrap CI), precision, recall and recall@10 per user "
+        "once the day's labels are mature; before that, an estimate from the model's own calibrated "
+        "confidence (CBPE-style expected AUC). Realized AUC is judged against a band learned from previous days."
+    ),
+    kinds={"scikitlearn", "duckdb"},
+    owners=OWNERS,
+    pool=WRITER_POOL,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "performance_in_band",
+            asset=MODEL_PERFORMANCE,
+            description="Realized AUC inside the band learned from previous days: WARN below it, ERROR far below.",
+        )
+    ],
+)
+def model_performance(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource, models: ModelRegistryResource
+) -> dg.MaterializeResult:
+    day = dt.date.fromisoformat(context.partition_key)
+    lake = lakehouse.lake()
+    registry = models.registry()
+    card = registry.champion()
+    examples = featurestore.read_examples(lake, [day])
+    if card is None or examples.height == 0:
+        return _no_champion("performance_in_band")
+    model = registry.load(card.version)  # refuses an artifact whose sha256 does not match its card
+    latest = featurestore.read_examples(lake, featurestore.example_days(lake)[-1:])["example_time"].max()
+    mature = bool(features.labelled_days(latest, [day]))
+    estimate = estimate_performance(model, examples)
+    row: dict[str, Any] = {
+        "event_date": day, "champion": card.version, "estimated": not mature, "n": examples.height,
+        "positives": int(examples["label"].sum()), "expected_auc": estimate.expected_auc,
+        "computed_at": dt.datetime.now(dt.UTC),
+    }  # fmt: skip
+    with lakehouse.connect() as con:
+        con.sql(MONITORING_SQL)
+        history = _performance_history(con, day)
+        status, band = BandStatus.NO_HISTORY, None
+        if mature:
+            metrics = evaluate(model, examples)
+            row.update(
+                auc=metrics.auc, auc_low=metrics.auc_ci[0] if metrics.auc_ci else None,
+                auc_high=metrics.auc_ci[1] if metrics.auc_ci else None, precision=metrics.precision,
+                recall=metrics.recall, recall_at_k=metrics.recall_at_k,
+            )  # fmt: skip
+            # The band is learned on the error (1 - AUC), so "high" means worse than usual.
+            band = learned_band([1 - a for a in history], min_width=0.01)
+            if band and metrics.auc is not None:
+                status = band.status(1 - metrics.auc)
+        row.update(band_low=1 - band.high if band else None, status=status.value)
+        frame = pl.DataFrame(
+            [row],
+            schema_overrides={
+                k: pl.Float64
+                for k in (
+                    "auc",
+                    "auc_low",
+                    "auc_high",
+                    "precision",
+                    "recall",
+                    "recall_at_k",
+                    "expected_auc",
+                    "band_low",
+                )
+            },
+        )
+        warehouse.replace_rows(con, "model_performance", frame, ["event_date"])
+    below = status in (BandStatus.HIGH, BandStatus.FAR_HIGH)
+    numbers = {k: row.get(k) for k in ("auc", "precision", "recall", "recall_at_k", "expected_auc", "band_low")}
+    return dg.MaterializeResult(
+        metadata={
+            "labels_mature": mature,
+            "champion": card.version,
+            "below_band": below,
+            **{k: dg.MetadataValue.float(float(v)) for k, v in numbers.items() if v is not None},
+            "auc_ci": dg.MetadataValue.json([row.get("auc_low"), row.get("auc_high")]),
+            "dagster/row_count": examples.height,
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="performance_in_band",
+                passed=not below,
+                severity=dg.AssetCheckSeverity.ERROR if status is BandStatus.FAR_HIGH else dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "status": status.value if mature else "estimated (labels not mature)",
+                    "history_days": len(history),
+                },
+            )
+        ],
+    )

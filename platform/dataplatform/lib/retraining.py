@@ -1,0 +1,163 @@
+"""The rules of the retraining loop, as pure functions: which days a model trains on, whether
+the training data may be used (the gate), and when drift or performance calls for a retrain.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    """Training days and the holdout days after them (the most recent labelled days)."""
+
+    train_days: list[dt.date]
+    holdout_days: list[dt.date]
+    excluded_days: dict[str, str]  # day -> why it was left out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "train_days": [str(d) for d in self.train_days],
+            "holdout_days": [str(d) for d in self.holdout_days],
+            "excluded_days": self.excluded_days,
+        }
+
+
+def choose_training_window(
+    labelled_days: Sequence[dt.date],
+    *,
+    train_days: int,
+    holdout_days: int,
+    day_corruption: Mapping[dt.date, float],
+    max_corruption: float,
+) -> TrainingWindow:
+    """The rule: the latest `holdout_days` labelled days are the holdout; the `train_days`
+    labelled days before them are the training window, minus days whose corruption share
+    (quarantined / all records of the day) exceeds `max_corruption`: those are excluded and
+    named, so the valid remainder still trains and a corrupted stretch never does.
+    """
+    days = sorted(set(labelled_days))
+    holdout = days[-holdout_days:] if holdout_days else []
+    candidates = days[: len(days) - len(holdout)][-train_days:]
+    excluded = {
+        str(day): f"corruption {day_corruption[day]:.1%} > {max_corruption:.1%}"
+        for day in candidates
+        if day_corruption.get(day, 0.0) > max_corruption
+    }
+    train = [day for day in candidates if str(day) not in excluded]
+    return TrainingWindow(train, holdout, excluded)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    reasons: list[str]
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def training_gate(
+    *,
+    window: TrainingWindow,
+    rows: int,
+    positives: int,
+    contract_failures: int,
+    severe_drift: Sequence[str],
+    min_train_days: int,
+    min_rows: int,
+    min_positives: int,
+) -> GateResult:
+    """Whether a training set may be used. Every failed condition is named."""
+    reasons = []
+    if len(window.train_days) < min_train_days:
+        reasons.append(
+            f"only {len(window.train_days)} clean labelled days (< {min_train_days}); "
+            f"excluded: {', '.join(window.excluded_days) or 'none'}"
+        )
+    if rows < min_rows:
+        reasons.append(f"{rows} examples (< {min_rows})")
+    if positives < min_positives:
+        reasons.append(f"{positives} positive labels (< {min_positives})")
+    if contract_failures:
+        reasons.append(f"{contract_failures} examples break the training contract")
+    if severe_drift:
+        reasons.append(f"severe drift against the last accepted training set: {', '.join(severe_drift)}")
+    figures = {"rows": rows, "positives": positives, "train_days": len(window.train_days), **window.as_dict()}
+    return GateResult(not reasons, reasons, figures)
+
+
+@dataclass(frozen=True)
+class DriftDay:
+    day: dt.date
+    drifted_features: list[str]
+    scores: dict[str, float]  # effect size / threshold per feature
+    multivariate_drift: bool
+
+
+@dataclass(frozen=True)
+class PerformanceDay:
+    day: dt.date
+    auc: float | None
+    below_band: bool
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    retrain: bool
+    rule: str  # which rule fired, or why not
+    reason: str
+    features: list[str]
+    scores: dict[str, float]
+    latest_day: dt.date | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "latest_day": str(self.latest_day) if self.latest_day else None}
+
+
+def retrain_decision(
+    drift_days: Sequence[DriftDay],
+    performance_days: Sequence[PerformanceDay],
+    *,
+    last_retrain: dt.date | None,
+    today: dt.date,
+    m_of_n: tuple[int, int] = (2, 3),
+    cooldown_days: int = 3,
+) -> RetrainDecision:
+    """The documented rule.
+
+    Retrain when, and only when, the cooldown since the last retrain is over and either
+    * drift is material and persistent: at least M of the last N daily drift reports found a
+      feature drifted beyond its learned threshold, or multivariate drift; or
+    * realized performance left its band on the latest labelled day.
+    """
+    drift_sorted = sorted(drift_days, key=lambda d: d.day)
+    latest = drift_sorted[-1].day if drift_sorted else None
+    if last_retrain is not None and (today - last_retrain).days < cooldown_days:
+        return RetrainDecision(
+            False, "cooldown", f"last retrain {last_retrain}, cooldown {cooldown_days} days", [], {}, latest
+        )
+    m, n = m_of_n
+    recent = drift_sorted[-n:]
+    drifted = [d for d in recent if d.drifted_features or d.multivariate_drift]
+    if len(drifted) >= m:
+        features = sorted({f for d in drifted for f in d.drifted_features})
+        scores: dict[str, float] = {}
+        for d in drifted:
+            for name, score in d.scores.items():
+                scores[name] = max(scores.get(name, 0.0), score)
+        days = ", ".join(str(d.day) for d in drifted)
+        return RetrainDecision(
+            True, f"drift_{m}_of_{n}", f"drift on {len(drifted)} of the last {len(recent)} days ({days})",
+            features, scores, latest,
+        )  # fmt: skip
+    performance = sorted(performance_days, key=lambda p: p.day)
+    if performance and performance[-1].below_band:
+        last = performance[-1]
+        return RetrainDecision(
+            True, "performance_below_band", f"AUC {last.auc} on {last.day} below its band", [], {}, latest or last.day
+        )
+    return RetrainDecision(
+        False, "no_trigger", f"{len(drifted)} of the last {len(recent)} days drifted (< {m})", [], {}, latest
+    )

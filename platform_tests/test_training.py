@@ -1,0 +1,219 @@
+"""Training, evaluation, label-free estimation and the promotion rule, on synthetic frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from dataplatform.lib.training import (
+    DEFAULT_PARAMS,
+    Metrics,
+    TrainedModel,
+    compare_models,
+    estimate_performance,
+    evaluate,
+    expected_auc,
+    recall_at_k,
+    train_model,
+)
+
+NUMERIC = [f"x{i}" for i in range(8)]
+CATEGORICAL = ["category", "brand"]
+FEATURES = [*NUMERIC, *CATEGORICAL]
+
+
+def synthetic(n: int, seed: int, *, noise: bool = False, x0_scale: float = 1.0, x0_shift: float = 0.0) -> pl.DataFrame:
+    """A frame shaped like the training frames; P(label | features) is fixed, so it is learnable (unless noise).
+
+    ``x0_scale`` / ``x0_shift`` move the distribution of the strongest feature (covariate shift): the
+    labelling rule stays the same.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, len(NUMERIC)))
+    x[:, 0] = x[:, 0] * x0_scale + x0_shift
+    category = np.array(["shoes", "bags", "phones", "books"])[rng.integers(0, 4, n)]
+    brand = np.array([f"brand{i}" for i in range(300)])[rng.integers(0, 300, n)]  # > 255 levels
+    logit = 1.5 * x[:, 0] - 0.8 * x[:, 1] + 0.6 * x[:, 2] * x[:, 3] + np.where(category == "shoes", 1.0, 0.0) - 1.0
+    if noise:
+        logit = np.full(n, -1.0)
+    label = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int8)
+    frame = pl.DataFrame(
+        {
+            "example_id": np.arange(n),
+            "user_id": rng.integers(0, max(1, n // 20), n),
+            "product_id": rng.integers(0, 1000, n),
+            "label": label,
+            "category": category,
+            "brand": brand,
+            **{name: x[:, i] for i, name in enumerate(NUMERIC)},
+        }
+    )
+    # missing values: a numeric column and a categorical one
+    return frame.with_columns(
+        pl.when(pl.col("x4") > 1.0).then(None).otherwise(pl.col("x5")).alias("x5"),
+        pl.when(pl.col("x6") > 1.2).then(None).otherwise(pl.col("category")).alias("category"),
+    )
+
+
+@pytest.fixture(scope="module")
+def model() -> TrainedModel:
+    return train_model(
+        synthetic(20_000, seed=1), feature_columns=FEATURES, categorical_columns=CATEGORICAL, n_threads=1
+    )
+
+
+@pytest.fixture(scope="module")
+def holdout() -> pl.DataFrame:
+    return synthetic(10_000, seed=2)
+
+
+@pytest.fixture(scope="module")
+def holdout_metrics(model: TrainedModel, holdout: pl.DataFrame) -> Metrics:
+    return evaluate(model, holdout)
+
+
+def test_trained_model_records_its_training(model: TrainedModel) -> None:
+    assert model.training_rows == 20_000
+    assert model.calibration_rows == pytest.approx(4_000, abs=2)
+    assert 0.2 < model.label_rate < 0.6
+    assert model.training_seconds > 0
+    assert 1 <= model.n_iter <= DEFAULT_PARAMS["max_iter"]
+    assert model.params["max_leaf_nodes"] == 31 and model.params["early_stopping"] is True
+    assert model.feature_columns == tuple(FEATURES)
+    assert 0.0 < model.threshold < 1.0
+    summary = model.summary()
+    assert summary["calibration"] == "sigmoid" and summary["threshold"] == model.threshold
+
+
+def test_learnable_problem_metrics(holdout_metrics: Metrics) -> None:
+    m = holdout_metrics
+    assert m.auc is not None and m.auc > 0.75
+    for value, interval in ((m.auc, m.auc_ci), (m.precision, m.precision_ci), (m.recall, m.recall_ci)):
+        assert value is not None and interval is not None
+        lo, hi = interval
+        assert lo <= value <= hi and hi - lo < 0.05
+    assert abs(m.mean_predicted - m.positive_rate) < 0.02  # calibrated
+    assert m.log_loss < 0.6
+    assert m.recall_at_k is not None and 0.0 < m.recall_at_k <= 1.0 and m.n_groups > 100
+    record = m.to_dict()
+    assert record["auc_ci"] == list(m.auc_ci or ()) and record["k"] == 10
+
+
+def test_pure_noise_gives_chance_auc() -> None:
+    noise = train_model(
+        synthetic(8_000, seed=3, noise=True), feature_columns=FEATURES, categorical_columns=CATEGORICAL, n_threads=1
+    )
+    m = evaluate(noise, synthetic(8_000, seed=4, noise=True), bootstrap=100)
+    assert m.auc is not None and abs(m.auc - 0.5) < 0.04
+    assert m.auc_ci is not None and m.auc_ci[0] < 0.5 < m.auc_ci[1]
+
+
+def test_unseen_categories_and_nulls_score(model: TrainedModel) -> None:
+    frame = synthetic(3, seed=5).with_columns(
+        pl.Series("brand", ["never-seen", None, "brand1"]), pl.Series("category", [None, "new", "shoes"])
+    )
+    proba = model.predict_proba(frame)
+    assert proba.shape == (3,) and np.isfinite(proba).all() and ((proba > 0) & (proba < 1)).all()
+    with pytest.raises(ValueError, match="lacks feature columns"):
+        model.predict_proba(frame.drop("x0"))
+
+
+def test_recall_at_k_hand_example() -> None:
+    # user 1: positives ranked 1st and 3rd of 4 -> top 2 holds one of two positives: 0.5
+    # user 2: one positive ranked 2nd -> 1.0
+    # user 3: no positive -> not averaged
+    # user 4: three rows tied; one positive; 2 of 3 slots -> 2/3 in expectation
+    groups = [1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 4]
+    scores = [0.9, 0.8, 0.7, 0.1, 0.5, 0.6, 0.9, 0.8, 0.3, 0.3, 0.3]
+    labels = [1, 0, 1, 0, 1, 0, 0, 0, 0, 1, 0]
+    value, n_groups = recall_at_k(np.array(scores), np.array(labels), pl.Series(groups), k=2)
+    assert n_groups == 3
+    assert value == pytest.approx((0.5 + 1.0 + 2 / 3) / 3)
+    assert recall_at_k(np.array(scores), np.array(labels), pl.Series(groups), k=10)[0] == pytest.approx(1.0)
+
+
+def test_evaluate_without_group_or_second_class(model: TrainedModel, holdout: pl.DataFrame) -> None:
+    m = evaluate(model, holdout.drop("user_id"), bootstrap=0)
+    assert m.recall_at_k is None and m.auc_ci is None and m.auc is not None
+    negatives = holdout.filter(pl.col("label") == 0).head(500)
+    one_class = evaluate(model, negatives, bootstrap=20)
+    assert one_class.auc is None and one_class.recall is None and one_class.auc_ci is None
+
+
+def test_expected_auc_equals_auc_when_probabilities_are_the_labels() -> None:
+    rng = np.random.default_rng(6)
+    scores = rng.integers(0, 50, 2_000).astype(float)  # many ties
+    labels = (rng.random(2_000) < 0.3).astype(float)
+    assert expected_auc(scores, labels) == pytest.approx(roc_auc_score(labels, scores))
+
+
+def test_estimated_performance_matches_realized_same_distribution(
+    model: TrainedModel, holdout: pl.DataFrame, holdout_metrics: Metrics
+) -> None:
+    estimate = estimate_performance(model, holdout.drop("label"))
+    assert estimate.expected_auc is not None and holdout_metrics.auc is not None
+    assert abs(estimate.expected_auc - holdout_metrics.auc) < 0.03
+    assert abs((estimate.expected_precision or 0) - (holdout_metrics.precision or 0)) < 0.03
+    assert abs((estimate.expected_recall or 0) - (holdout_metrics.recall or 0)) < 0.03
+    assert abs(estimate.expected_positive_rate - holdout_metrics.positive_rate) < 0.02
+
+
+def test_estimated_performance_tracks_covariate_shift(model: TrainedModel, holdout_metrics: Metrics) -> None:
+    shifted = synthetic(10_000, seed=7, x0_scale=0.4, x0_shift=0.3)  # the strongest feature loses spread
+    realized = evaluate(model, shifted, bootstrap=0)
+    estimate = estimate_performance(model, shifted.drop("label"))
+    assert realized.auc is not None and holdout_metrics.auc is not None and estimate.expected_auc is not None
+    assert holdout_metrics.auc - realized.auc > 0.05  # the shift really costs AUC ...
+    assert abs(estimate.expected_auc - realized.auc) < 0.03  # ... and the estimate sees it without labels
+    assert abs((estimate.expected_recall or 0) - (realized.recall or 0)) < 0.04
+
+
+def test_train_model_rejects_bad_input() -> None:
+    frame = synthetic(500, seed=8)
+    with pytest.raises(ValueError, match="single class"):
+        train_model(frame.with_columns(label=pl.lit(0)), feature_columns=FEATURES, categorical_columns=CATEGORICAL)
+    with pytest.raises(ValueError, match="not in feature_columns"):
+        train_model(frame, feature_columns=NUMERIC, categorical_columns=["brand"])
+    with pytest.raises(ValueError, match="set by train_model"):
+        train_model(frame, feature_columns=FEATURES, categorical_columns=CATEGORICAL, params={"random_state": 1})
+
+
+# --- promotion ---------------------------------------------------------------------------------
+
+
+def metrics(auc: float | None, precision: float = 0.5, recall: float = 0.6, n: int = 1000) -> dict[str, object]:
+    return {"n": n, "n_positive": 300, "auc": auc, "precision": precision, "recall": recall, "log_loss": 0.5}
+
+
+def test_first_model_is_promoted_only_above_chance(holdout_metrics: Metrics) -> None:
+    decision = compare_models(None, holdout_metrics)
+    assert decision.promote and "first model" in decision.reason
+    weak = compare_models(None, metrics(0.51))
+    assert not weak.promote and "0.520 floor" in weak.reason
+
+
+def test_better_challenger_is_promoted() -> None:
+    decision = compare_models(metrics(0.80), metrics(0.82, precision=0.49, recall=0.61), min_auc_gain=0.005)
+    assert decision.promote
+    assert "AUC 0.820 vs champion 0.800 (+0.020)" in decision.reason
+    assert decision.deltas["auc"] == pytest.approx(0.02) and decision.deltas["precision"] == pytest.approx(-0.01)
+
+
+def test_worse_or_equal_challenger_keeps_champion() -> None:
+    worse = compare_models(metrics(0.80), metrics(0.79))
+    assert not worse.promote and worse.reason.startswith("keep champion") and "(-0.010)" in worse.reason
+    small = compare_models(metrics(0.80), metrics(0.803), min_auc_gain=0.005)
+    assert not small.promote and "gain above +0.005" in small.reason
+
+
+def test_auc_gain_with_recall_loss_keeps_champion() -> None:
+    decision = compare_models(metrics(0.80, recall=0.70), metrics(0.83, recall=0.60))
+    assert not decision.promote
+    assert "recall fell from 0.700 to 0.600" in decision.reason
+
+
+def test_different_holdouts_are_not_compared() -> None:
+    decision = compare_models(metrics(0.80, n=1000), metrics(0.90, n=2000))
+    assert not decision.promote and "different holdouts" in decision.reason

@@ -42,6 +42,7 @@ def _schema() -> dg.TableSchema:
         dg.AssetCheckSpec(
             "examples_conform",
             asset=TRAINING_EXAMPLES,
+            partitions_def=daily_partitions,
             blocking=True,
             description="Examples follow the training contract (unique ids, 0/1 labels, finite features). Blocking.",
         )

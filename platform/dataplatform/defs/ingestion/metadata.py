@@ -48,7 +48,7 @@ def report_metadata(reports: Sequence[IngestReport]) -> dict[str, Any]:
         "rows_quarantined": quarantined,
         "rows_duplicate": sum(r.rows_duplicate for r in reports),
         "quarantine_rate": dg.MetadataValue.float(quarantined / rows_in if rows_in else 0.0),
-        "seconds": dg.MetadataValue.float(sum(sum(r.seconds.values()) for r in reports)),
+        "seconds": dg.MetadataValue.float(round(sum(sum(r.seconds.values()) for r in reports), 3)),
         "event_dates": ", ".join(sorted({d for r in reports for d in r.event_dates})) or "none",
         "batch_ids": ", ".join(r.batch_id for r in reports) or "none",
         "dagster/row_count": sum(r.rows_valid for r in reports),
@@ -74,7 +74,7 @@ def reconciliation_check(asset_key: dg.AssetKey, checks: Sequence[dict[str, Any]
             "batches_checked": len(checks),
             "batches_failing": len(failing),
             "rows_in": sum(c.get("rows_in", 0) for c in checks),
-            "details": dg.MetadataValue.json(failing[:20] if failing else checks[:5]),
+            **({"failing": dg.MetadataValue.json(failing[:20])} if failing else {}),
         },
     )
 

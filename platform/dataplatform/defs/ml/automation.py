@@ -81,8 +81,12 @@ def _performance_days(instance: dg.DagsterInstance) -> list[PerformanceDay]:
 
 
 def _last_retrain(instance: dg.DagsterInstance) -> dt.date | None:
+    """The last day of data the latest challenger saw (the cooldown runs in days of data)."""
     event = instance.get_latest_materialization_event(CHALLENGER)
-    return dt.datetime.fromtimestamp(event.timestamp, dt.UTC).date() if event else None
+    if event is None or event.asset_materialization is None:
+        return None
+    value = _metadata_value(event.asset_materialization.metadata, "data_through")
+    return dt.date.fromisoformat(str(value)) if value else None
 
 
 @dg.sensor(
@@ -98,11 +102,12 @@ def _last_retrain(instance: dg.DagsterInstance) -> dt.date | None:
     ),
 )
 def drift_retraining_sensor(context: dg.SensorEvaluationContext, alerts: AlertWebhookResource) -> dg.SensorResult:
+    drift_days = _drift_days(context.instance)
     decision = retrain_decision(
-        _drift_days(context.instance),
+        drift_days,
         _performance_days(context.instance),
         last_retrain=_last_retrain(context.instance),
-        today=dt.datetime.now(dt.UTC).date(),
+        today=max((d.day for d in drift_days), default=dt.datetime.now(dt.UTC).date()),
         cooldown_days=SETTINGS.retrain_cooldown_days,
     )
     if not decision.retrain:

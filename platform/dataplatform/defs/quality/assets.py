@@ -43,7 +43,9 @@ VOLUME_MIN_RELATIVE_SPREAD = 0.05
 
 
 def _spec(name: str, description: str, blocking: bool = False) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(name, asset=WAREHOUSE_EVENTS, description=description, blocking=blocking)
+    return dg.AssetCheckSpec(
+        name, asset=WAREHOUSE_EVENTS, description=description, blocking=blocking, partitions_def=daily_partitions
+    )
 
 
 EVENTS_CHECKS = [
@@ -194,7 +196,7 @@ def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
                 "batches_failing": len(failing_batches),
                 "rows_in_warehouse_not_in_lake": int(warehouse_only),
                 "rows_in_lake_not_in_warehouse": int(lake_only),
-                "failing": dg.MetadataValue.json(failing_batches[:10]),
+                **({"failing": dg.MetadataValue.json(failing_batches[:10])} if failing_batches else {}),
             },
         ),
         dg.AssetCheckResult(
@@ -255,6 +257,7 @@ def _with_derived_columns(events: pl.DataFrame) -> pl.DataFrame:
         dg.AssetCheckSpec(
             "distributions_stable",
             asset=EVENT_DISTRIBUTIONS,
+            partitions_def=daily_partitions,
             description="No column of the day drifted beyond its learned threshold (WARN: a shift is news).",
         )
     ],

@@ -1,0 +1,170 @@
+"""The ML loop through Dagster on demo data: gated training, promotion, monitoring, the drift sensor."""
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster_aws.s3 import S3Resource
+
+from dataplatform.defs.features.assets import training_examples
+from dataplatform.defs.ingestion.assets import history_events
+from dataplatform.defs.ml.assets import challenger_model, champion_model, training_set
+from dataplatform.defs.ml.automation import drift_retraining_sensor
+from dataplatform.defs.monitoring.assets import drift_report, model_performance
+from dataplatform.defs.quality.assets import warehouse_events
+from dataplatform.defs.resources import (
+    AlertWebhookResource,
+    FileStoreResource,
+    LakehouseResource,
+    ModelRegistryResource,
+)
+from dataplatform.lib.demo import DemoConfig, generate_events, write_history
+from dataplatform.lib.registry import ArtifactIntegrityError
+
+START = dt.date(2026, 3, 1)
+RETRAIN = [training_set, challenger_model, champion_model]
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def make_resources(root: Path) -> dict[str, dg.ConfigurableResource]:
+    s3 = S3Resource(region_name="us-east-1")
+    return {
+        "landing": FileStoreResource(uri=str(root / "landing"), s3=s3, settle_seconds=0),
+        "history": FileStoreResource(uri=str(root / "history"), s3=s3),
+        "lakehouse": LakehouseResource(lake_dir=str(root / "lake"), warehouse_path=str(root / "wh.duckdb")),
+        "models": ModelRegistryResource(root=str(root / "models"), s3=s3),
+        "alerts": AlertWebhookResource(),
+    }
+
+
+def prepare(root: Path, days: int, instance: dg.DagsterInstance, **options: object) -> dict:
+    """Demo history through ingestion, certification and features, day by day."""
+    config = DemoConfig(start=START, days=days, users=400, events_per_day=2500, seed=11, **options)
+    frame, _ = generate_events(config)
+    write_history(frame, root / "history", fmt="jsonl")
+    resources = make_resources(root)
+    last = str(START + dt.timedelta(days=days - 1))
+    tags = {"dagster/asset_partition_range_start": str(START), "dagster/asset_partition_range_end": last}
+    assert dg.materialize([history_events], resources=resources, instance=instance, tags=tags).success
+    for i in range(days):
+        day = str(START + dt.timedelta(days=i))
+        result = dg.materialize(
+            [warehouse_events, training_examples], partition_key=day, resources=resources, instance=instance
+        )
+        assert result.success
+    return resources
+
+
+def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {c.check_name: c for c in result.get_asset_check_evaluations()}
+
+
+@pytest.fixture(scope="module")
+def loop(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[dict, dg.DagsterInstance, dg.ExecuteInProcessResult]]:
+    root = tmp_path_factory.mktemp("loop")
+    with dg.instance_for_test() as instance:
+        resources = prepare(root, 20, instance)
+        first = dg.materialize(RETRAIN, resources=resources, instance=instance)
+        yield resources, instance, first
+
+
+def test_first_training_passes_the_gate_and_becomes_champion(loop: tuple) -> None:
+    resources, _, first = loop
+    assert first.success
+    assert checks(first)["training_data_gate"].passed and checks(first)["beats_champion"].passed
+    registry = resources["models"].registry()
+    champion = registry.champion()
+    assert champion is not None and champion.metrics["holdout"]["auc"] > 0.6
+    # Labels of 03-19 and 03-20 are not mature yet: holdout 03-17..18, training the 14 days before.
+    assert champion.training_window == {"start": "2026-03-03", "end": "2026-03-16"}
+    with resources["lakehouse"].connect(read_only=True) as con:
+        assert con.sql("SELECT promoted FROM model_decisions").fetchall() == [(True,)]
+
+
+def test_monitoring_reports_drift_and_performance_for_a_day(loop: tuple) -> None:
+    resources, instance, _ = loop
+    day = "2026-03-19"
+    report = dg.materialize([drift_report], partition_key=day, resources=resources, instance=instance)
+    metadata = report.asset_materializations_for_node(drift_report.op.name)[0].metadata
+    assert metadata["decision"].value in {"drift", "stable"}
+    assert metadata["effect_vs_threshold"].value.startswith("![") and "base64," in metadata["distributions"].value
+    # 20 days of data: the 28-day features are still filling up, so today really differs from the
+    # training window, and the domain classifier says so, naming those features.
+    assert metadata["domain_auc"].value > metadata["domain_threshold"].value
+    assert metadata["drivers"].value[0][0].endswith("_28d")
+    # Labels of a day mature once events up to the next midnight plus the 1-day horizon are in.
+    performance = dg.materialize(
+        [model_performance], partition_key="2026-03-18", resources=resources, instance=instance
+    )
+    perf = performance.asset_materializations_for_node(model_performance.op.name)[0].metadata
+    assert perf["labels_mature"].value is True and perf["auc"].value > 0.55
+    assert len(perf["auc_ci"].value) == 2 and perf["auc_ci"].value[0] < perf["auc"].value < perf["auc_ci"].value[1]
+    assert abs(perf["expected_auc"].value - perf["auc"].value) < 0.1
+    latest = dg.materialize([model_performance], partition_key="2026-03-20", resources=resources, instance=instance)
+    assert latest.asset_materializations_for_node(model_performance.op.name)[0].metadata["labels_mature"].value is False
+
+
+def test_a_challenger_that_is_not_better_is_not_promoted(loop: tuple) -> None:
+    resources, instance, _ = loop
+    before = resources["models"].registry().champion().version
+    again = dg.materialize(RETRAIN, resources=resources, instance=instance, raise_on_error=False)
+    beats = checks(again)["beats_champion"]
+    assert not beats.passed and beats.blocking  # same data, same model: not better
+    assert not again.asset_materializations_for_node(champion_model.op.name)
+    assert resources["models"].registry().champion().version == before
+    assert "keep" in beats.metadata["decision"].value or "not" in beats.metadata["decision"].value
+
+
+def test_the_drift_sensor_waits_for_persistent_drift(loop: tuple) -> None:
+    resources, instance, _ = loop
+    with dg.build_sensor_context(instance=instance, resources={"alerts": resources["alerts"]}) as context:
+        result = drift_retraining_sensor(context)
+    # One drift report so far (whatever it found), one day after the model's data ends: either
+    # rule (not "M of the last N" days; inside the cooldown) keeps it from retraining.
+    assert result.run_requests == []
+    assert result.skip_reason.skip_message.startswith(("no_trigger", "cooldown"))
+
+
+def test_a_tampered_champion_artifact_is_refused(loop: tuple, tmp_path: Path) -> None:
+    resources, instance, _ = loop
+    registry = resources["models"].registry()
+    card = registry.champion()
+    artifact = Path(resources["models"].root) / "versions" / card.version / card.artifact
+    original = artifact.read_bytes()
+    try:
+        artifact.write_bytes(original[:-10] + b"0123456789")
+        with pytest.raises(ArtifactIntegrityError):
+            registry.load(card.version)
+        result = dg.materialize(
+            [model_performance],
+            partition_key="2026-03-19",
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert not result.success
+    finally:
+        artifact.write_bytes(original)
+
+
+def test_the_gate_keeps_a_corrupted_stretch_out_and_blocks_when_nothing_clean_is_left(tmp_path: Path) -> None:
+    corrupt = {"corruption_rate": 0.15, "corrupt_from": START + dt.timedelta(5), "corrupt_to": START + dt.timedelta(9)}
+    with dg.instance_for_test() as instance:
+        resources = prepare(tmp_path, 14, instance, **corrupt)
+        result = dg.materialize(RETRAIN, resources=resources, instance=instance, raise_on_error=False)
+        gate = checks(result)["training_data_gate"]
+        assert gate.passed  # the valid remainder still trains
+        assert sorted(gate.metadata["excluded_days"].value) == [str(START + dt.timedelta(i)) for i in range(5, 10)]
+
+        strict = dg.materialize(
+            RETRAIN, resources=resources, instance=instance, raise_on_error=False,
+            run_config={"ops": {training_set.op.name: {"config": {"train_days": 5, "holdout_days": 2}}}},
+        )  # fmt: skip
+        # Training days 2026-03-06..10 are all corrupted: nothing clean is left, the gate blocks training.
+        blocked = checks(strict)["training_data_gate"]
+        assert not blocked.passed and "clean labelled days" in blocked.metadata["reasons"].value
+        assert not strict.asset_materializations_for_node(challenger_model.op.name)

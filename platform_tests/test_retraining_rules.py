@@ -1,0 +1,81 @@
+"""The retraining loop's rules: training window, training-data gate, retrain decision."""
+
+import datetime as dt
+
+from dataplatform.lib.retraining import (
+    DriftDay,
+    PerformanceDay,
+    choose_training_window,
+    retrain_decision,
+    training_gate,
+)
+
+D = dt.date(2026, 3, 1)
+
+
+def days(n: int) -> list[dt.date]:
+    return [D + dt.timedelta(days=i) for i in range(n)]
+
+
+def test_window_takes_the_latest_days_as_holdout_and_the_ones_before_for_training() -> None:
+    window = choose_training_window(days(20), train_days=14, holdout_days=2, day_corruption={}, max_corruption=0.05)
+    assert window.holdout_days == days(20)[-2:]
+    assert window.train_days == days(20)[4:18]
+    assert window.excluded_days == {}
+
+
+def test_corrupted_days_are_excluded_and_named_while_clean_days_still_train() -> None:
+    corruption = {d: 0.15 for d in days(20)[8:12]}
+    window = choose_training_window(
+        days(20), train_days=14, holdout_days=2, day_corruption=corruption, max_corruption=0.05
+    )
+    assert len(window.train_days) == 10
+    assert set(window.excluded_days) == {str(d) for d in days(20)[8:12]}
+    assert "15.0% > 5.0%" in next(iter(window.excluded_days.values()))
+
+
+def gate(**overrides: object):
+    window = choose_training_window(days(20), train_days=14, holdout_days=2, day_corruption={}, max_corruption=0.05)
+    args = {"window": window, "rows": 5000, "positives": 200, "contract_failures": 0, "severe_drift": [],
+            "min_train_days": 3, "min_rows": 1000, "min_positives": 30}  # fmt: skip
+    args.update(overrides)
+    return training_gate(**args)
+
+
+def test_gate_passes_clean_sufficient_data_and_names_every_failure() -> None:
+    assert gate().passed
+    failed = gate(rows=10, positives=1, contract_failures=3, severe_drift=["price (effect 2.00)"])
+    assert not failed.passed and len(failed.reasons) == 4
+    all_corrupt = choose_training_window(
+        days(20), train_days=14, holdout_days=2, day_corruption=dict.fromkeys(days(20), 0.2), max_corruption=0.05
+    )
+    assert "clean labelled days" in gate(window=all_corrupt).reasons[0]
+
+
+def drift(day: int, features: list[str] | None = None, multivariate: bool = False) -> DriftDay:
+    return DriftDay(D + dt.timedelta(days=day), features or [], {f: 2.0 for f in features or []}, multivariate)
+
+
+def test_persistent_drift_triggers_and_a_single_drifted_day_does_not() -> None:
+    once = retrain_decision([drift(0), drift(1, ["price"]), drift(2)], [], last_retrain=None, today=D + dt.timedelta(2))
+    assert not once.retrain and once.rule == "no_trigger"
+    twice = retrain_decision(
+        [drift(0), drift(1, ["price"]), drift(2, ["price", "brand"])], [], last_retrain=None, today=D + dt.timedelta(2)
+    )
+    assert twice.retrain and twice.rule == "drift_2_of_3" and twice.features == ["brand", "price"]
+    assert twice.latest_day == D + dt.timedelta(2) and twice.scores == {"price": 2.0, "brand": 2.0}
+
+
+def test_multivariate_drift_counts_and_old_drift_is_forgotten() -> None:
+    reports = [drift(0, ["price"]), drift(1, ["price"]), drift(2), drift(3), drift(4, multivariate=True)]
+    assert not retrain_decision(reports, [], last_retrain=None, today=D + dt.timedelta(4)).retrain
+    reports.append(drift(5, multivariate=True))
+    assert retrain_decision(reports, [], last_retrain=None, today=D + dt.timedelta(5)).retrain
+
+
+def test_performance_below_band_triggers_and_cooldown_holds_everything() -> None:
+    perf = [PerformanceDay(D, 0.8, False), PerformanceDay(D + dt.timedelta(1), 0.6, True)]
+    decision = retrain_decision([drift(1)], perf, last_retrain=None, today=D + dt.timedelta(1))
+    assert decision.retrain and decision.rule == "performance_below_band"
+    cooled = retrain_decision([drift(1)], perf, last_retrain=D, today=D + dt.timedelta(1), cooldown_days=3)
+    assert not cooled.retrain and cooled.rule == "cooldown"

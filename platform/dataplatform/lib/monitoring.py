@@ -48,12 +48,14 @@ def domain_classifier_drift(
     rows_per_side: int = 4000,
     permutations: int = 3,
     seed: int = 0,
+    normal_auc: float | None = None,
 ) -> MultivariateDrift:
     """Cross-validated AUC of reference-vs-current, against the same classifier on shuffled labels.
 
-    The threshold is the largest permutation AUC plus 0.02: what chance alone reaches at this
-    sample size, with a small margin (the AUC of three folds on a few thousand rows varies
-    by about 0.01).
+    The threshold is the largest permutation AUC plus 0.02 (what chance alone reaches at this
+    sample size, with a margin for fold noise), or `normal_auc` when that is higher: the AUC
+    that normal days of the reference already reach against the rest of it (weekdays against
+    weekends, say; see :func:`normal_domain_auc`), so ordinary day-to-day variety is not drift.
     """
     n = min(rows_per_side, reference.height, current.height)
     if n < 50:
@@ -72,7 +74,7 @@ def domain_classifier_drift(
     auc = cv_auc(y)
     rng = np.random.default_rng(seed)
     baseline = [cv_auc(rng.permutation(y)) for _ in range(permutations)]
-    threshold = max(baseline) + 0.02
+    threshold = max(max(baseline, default=0.5) + 0.02, normal_auc or 0.0)
     univariate = []
     for i, name in enumerate(numeric):
         column = x[:, i]
@@ -81,6 +83,35 @@ def domain_classifier_drift(
             univariate.append((name, abs(float(roc_auc_score(y[finite], column[finite])) - 0.5)))
     top = sorted(univariate, key=lambda item: -item[1])[:5]
     return MultivariateDrift(auc, baseline, threshold, auc > threshold, top, n)
+
+
+def normal_domain_auc(
+    reference: pl.DataFrame,
+    *,
+    time_column: str,
+    numeric: Sequence[str],
+    categorical: Sequence[str] = (),
+    days: int = 7,
+    rows_per_side: int = 2000,
+    seed: int = 0,
+) -> float | None:
+    """How well a domain classifier tells one normal day of the reference from the other days.
+
+    For the last `days` days of the reference, each day against the rest (never itself); the
+    largest AUC plus 0.02 is the multivariate threshold that history itself sets.
+    """
+    keys = reference[time_column].unique().sort().to_list()[-days:]
+    if len(keys) < 3:
+        return None
+    aucs = []
+    for i, key in enumerate(keys):
+        inside = reference[time_column] == key
+        result = domain_classifier_drift(
+            reference.filter(~inside), reference.filter(inside), numeric=numeric, categorical=categorical,
+            rows_per_side=rows_per_side, permutations=0, seed=seed + i,
+        )  # fmt: skip
+        aucs.append(result.auc)
+    return max(aucs) + 0.02
 
 
 def png_markdown(figure: plt.Figure, title: str) -> str:

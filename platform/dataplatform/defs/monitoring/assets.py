@@ -13,7 +13,13 @@ from dataplatform.defs.ingestion.metadata import WRITER_POOL
 from dataplatform.defs.ml.assets import CHAMPION
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
 from dataplatform.lib import drift, features, featurestore, warehouse
-from dataplatform.lib.monitoring import distribution_chart, domain_classifier_drift, drift_history_chart, png_markdown
+from dataplatform.lib.monitoring import (
+    distribution_chart,
+    domain_classifier_drift,
+    drift_history_chart,
+    normal_domain_auc,
+    png_markdown,
+)
 from dataplatform.lib.quality import BandStatus, drift_table, learned_band, markdown_table
 from dataplatform.lib.training import estimate_performance, evaluate
 
@@ -31,6 +37,7 @@ CREATE TABLE IF NOT EXISTS drift_reports (
     domain_auc DOUBLE, domain_threshold DOUBLE, multivariate_drift BOOLEAN, thresholds_version VARCHAR,
     thresholds VARCHAR, computed_at TIMESTAMPTZ
 );
+CREATE TABLE IF NOT EXISTS domain_thresholds (champion VARCHAR PRIMARY KEY, normal_auc DOUBLE);
 CREATE TABLE IF NOT EXISTS model_performance (
     event_date DATE PRIMARY KEY, champion VARCHAR, estimated BOOLEAN, n BIGINT, positives BIGINT,
     auc DOUBLE, auc_low DOUBLE, auc_high DOUBLE, precision DOUBLE, recall DOUBLE, recall_at_k DOUBLE,
@@ -55,7 +62,8 @@ def _no_champion(check: str) -> dg.MaterializeResult:
         "Feature drift of the day against the champion's training window. Per feature: KS / chi-square with "
         "an effect size, judged against a threshold learned from the training window's own day-to-day "
         "variability at today's sample size (leave-one-day-out, log-normal tail). Multivariate: a domain "
-        "classifier's AUC against a permutation baseline, with the features that drive it. Charts: each "
+        "classifier's AUC against the larger of a permutation baseline and what normal days of the window reach "
+        "against the rest of it, with the features that drive it. Charts: each "
         "feature's effect against its threshold over time, and reference vs current distributions."
     ),
     kinds={"scipy", "scikitlearn", "duckdb"},
@@ -86,11 +94,20 @@ def drift_report(
         reference, time_column="event_date", columns=columns, current_size=current.height, rule="lognormal_tail"
     )
     results = drift.compare(reference.select(columns), current.select(columns), thresholds=thresholds)
+    numeric = [c for c in features.NUMERIC_FEATURES if c in DRIFT_FEATURES]
+    with lakehouse.connect() as con:
+        con.sql(MONITORING_SQL)
+        normal_auc = warehouse.scalar(
+            con, "SELECT normal_auc FROM domain_thresholds WHERE champion = ?", [champion.version]
+        )
+        if normal_auc is None:  # once per champion: what normal days of its window already reach
+            normal_auc = normal_domain_auc(
+                reference, time_column="event_date", numeric=numeric, categorical=features.CATEGORICAL_FEATURES
+            )
+            rows = pl.DataFrame({"champion": [champion.version], "normal_auc": [normal_auc]})
+            warehouse.replace_rows(con, "domain_thresholds", rows, ["champion"])
     multivariate = domain_classifier_drift(
-        reference,
-        current,
-        numeric=[c for c in features.NUMERIC_FEATURES if c in DRIFT_FEATURES],
-        categorical=features.CATEGORICAL_FEATURES,
+        reference, current, numeric=numeric, categorical=features.CATEGORICAL_FEATURES, normal_auc=normal_auc
     )
     table = drift_table(results, event_date=day, dataset="features", thresholds_version=thresholds.version)
     drifted = table.filter(pl.col("drifted"))["column_name"].to_list()
@@ -98,7 +115,6 @@ def drift_report(
         r.column: float(r.effect_size / r.threshold) for r in results if r.effect_size is not None and r.threshold
     }
     with lakehouse.connect() as con:
-        con.sql(MONITORING_SQL)
         warehouse.replace_rows(con, "distribution_drift", table, ["event_date", "dataset", "column_name"])
         report_row = {
             "event_date": day, "champion": champion.version, "features_drifted": len(drifted),

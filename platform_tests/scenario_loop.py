@@ -1,0 +1,217 @@
+"""The retraining loop over 14 weeks of simulated days, through the platform's real Dagster assets.
+
+Each simulated day does what the schedules and sensors do in production: certify the day and
+build its examples, report its drift against the champion's training data, measure the
+champion on the day whose labels just matured, and ask the drift sensor whether to retrain
+(running the retrain job when it says so). A fixed model (the first champion, never replaced)
+is scored on the same days for comparison.
+
+Run standalone to regenerate the figures and the chart:
+    PYTHONPATH=platform python platform_tests/scenario_loop.py --out test-artifacts/scenario
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from dataplatform.defs.features.assets import training_examples
+from dataplatform.defs.ingestion.assets import history_events
+from dataplatform.defs.ml.assets import challenger_model, champion_model, training_set
+from dataplatform.defs.ml.automation import drift_retraining_sensor
+from dataplatform.defs.monitoring.assets import drift_report, model_performance
+from dataplatform.defs.quality.assets import warehouse_events
+from dataplatform.defs.resources import (
+    AlertWebhookResource,
+    FileStoreResource,
+    LakehouseResource,
+    ModelRegistryResource,
+)
+from dataplatform.lib import featurestore
+from dataplatform.lib.demo import DemoConfig, generate_events, write_history
+from dataplatform.lib.training import evaluate
+
+START = dt.date(2026, 1, 5)  # a Monday
+DAYS = 98  # 14 weeks
+FIRST_TRAINING_DAY = 44  # after the 28-day feature windows have filled up
+DRIFT_START_DAY = 56
+RETRAIN = [training_set, challenger_model, champion_model]
+
+
+@dataclass
+class ScenarioResult:
+    drift: bool
+    days: list[str] = field(default_factory=list)
+    auc_loop: dict[str, float] = field(default_factory=dict)  # champion of the day, by labelled day
+    auc_fixed: dict[str, float] = field(default_factory=dict)  # the first model, never replaced
+    drift_days: list[str] = field(default_factory=list)  # days whose report found material drift
+    retrain_requests: list[dict] = field(default_factory=list)  # day, rule, reason, promoted
+    seconds: float = 0.0
+
+
+def _resources(root: Path) -> dict[str, dg.ConfigurableResource]:
+    s3 = S3Resource(region_name="us-east-1")
+    return {
+        "landing": FileStoreResource(uri=str(root / "landing"), s3=s3, settle_seconds=0),
+        "history": FileStoreResource(uri=str(root / "history"), s3=s3),
+        "lakehouse": LakehouseResource(lake_dir=str(root / "lake"), warehouse_path=str(root / "wh.duckdb")),
+        "models": ModelRegistryResource(root=str(root / "models"), s3=s3),
+        "alerts": AlertWebhookResource(),
+    }
+
+
+def _materialize(
+    assets: list, resources: dict, instance: dg.DagsterInstance, **kwargs: object
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(assets, resources=resources, instance=instance, raise_on_error=False, **kwargs)
+
+
+def run_scenario(
+    root: Path, *, drift: bool, days: int = DAYS, events_per_day: int = 1500, users: int = 500
+) -> ScenarioResult:
+    started = time.perf_counter()
+    root.mkdir(parents=True, exist_ok=True)
+    options = (
+        {"drift_start": START + dt.timedelta(DRIFT_START_DAY), "drift_strength": 1.0, "drift_ramp_days": 14}
+        if drift
+        else {}
+    )
+    config = DemoConfig(start=START, days=days, users=users, events_per_day=events_per_day, seed=21, **options)
+    frame, _ = generate_events(config)
+    write_history(frame, root / "history", fmt="parquet")
+    resources = _resources(root)
+    result = ScenarioResult(drift=drift)
+    fixed_version = None
+    with dg.instance_for_test() as instance:
+        last = str(START + dt.timedelta(days - 1))
+        _materialize([history_events], resources, instance, tags={
+            "dagster/asset_partition_range_start": str(START), "dagster/asset_partition_range_end": last,
+        })  # fmt: skip
+        for i in range(days):
+            day = START + dt.timedelta(i)
+            result.days.append(str(day))
+            _materialize([warehouse_events, training_examples], resources, instance, partition_key=str(day))
+            if i == FIRST_TRAINING_DAY:
+                _materialize(RETRAIN, resources, instance)
+                fixed_version = resources["models"].registry().champion().version
+            if fixed_version is None:
+                continue
+            report = _materialize([drift_report], resources, instance, partition_key=str(day))
+            metadata = report.asset_materializations_for_node(drift_report.op.name)[0].metadata
+            if metadata.get("decision") and metadata["decision"].value == "drift":
+                result.drift_days.append(str(day))
+            labelled = str(day - dt.timedelta(2))
+            perf = _materialize([model_performance], resources, instance, partition_key=labelled)
+            perf_meta = perf.asset_materializations_for_node(model_performance.op.name)[0].metadata
+            if "auc" in perf_meta:
+                result.auc_loop[labelled] = perf_meta["auc"].value
+                fixed = resources["models"].registry().load(fixed_version)
+                examples = featurestore.read_examples(resources["lakehouse"].lake(), [labelled])
+                result.auc_fixed[labelled] = evaluate(fixed, examples, bootstrap=0).auc
+            with dg.build_sensor_context(instance=instance, resources={"alerts": resources["alerts"]}) as context:
+                tick = drift_retraining_sensor(context)
+            for request in tick.run_requests:
+                run = _materialize(
+                    RETRAIN, resources, instance, tags={**request.tags, "dagster/run_key": request.run_key}
+                )
+                result.retrain_requests.append(
+                    {
+                        "day": str(day),
+                        "rule": request.tags["dataplatform/trigger"],
+                        "reason": request.tags["dataplatform/reason"],
+                        "features": request.tags["dataplatform/features"],
+                        "promoted": bool(run.asset_materializations_for_node(champion_model.op.name)),
+                    }
+                )
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def run_both(root: Path) -> tuple[ScenarioResult, ScenarioResult]:
+    """The drifting stream and a stationary control, in two processes (one per core)."""
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        drifting = pool.submit(run_scenario, root / "drift", drift=True)
+        control = pool.submit(run_scenario, root / "control", drift=False)
+        return drifting.result(), control.result()
+
+
+def plot(drifting: ScenarioResult, control: ScenarioResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True)
+    onset = START + dt.timedelta(DRIFT_START_DAY)
+    for ax, result, title in (
+        (axes[0], drifting, "gradual drift from day 56"),
+        (axes[1], control, "stationary control"),
+    ):
+        for series, label, style in (
+            (result.auc_loop, "with the retraining loop", "-"),
+            (result.auc_fixed, "fixed model", "--"),
+        ):
+            days = sorted(series)
+            ax.plot([dt.date.fromisoformat(d) for d in days], [series[d] for d in days], style, label=label)
+        for request in result.retrain_requests:
+            ax.axvline(
+                dt.date.fromisoformat(request["day"]), color="red" if request["promoted"] else "orange", alpha=0.6
+            )
+        if result.drift:
+            ax.axvspan(onset, START + dt.timedelta(DAYS), color="grey", alpha=0.1)
+        ax.set_title(f"AUC per labelled day: {title} (red: retrained and promoted, orange: not promoted)", fontsize=9)
+        ax.set_ylabel("AUC")
+        ax.legend(fontsize=8, loc="lower left")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def summary(drifting: ScenarioResult, control: ScenarioResult) -> dict:
+    onset = START + dt.timedelta(DRIFT_START_DAY)
+    tail = sorted(drifting.auc_loop)[-14:]
+
+    def mean(series: dict[str, float], days: list[str]) -> float:
+        values = [series[d] for d in days if series.get(d) is not None]
+        return sum(values) / len(values)
+
+    first_request = next((r["day"] for r in drifting.retrain_requests if r["day"] >= str(onset)), None)
+    return {
+        "drift_onset": str(onset),
+        "first_retrain_request_after_onset": first_request,
+        "days_from_onset_to_request": (dt.date.fromisoformat(first_request) - onset).days if first_request else None,
+        "retrain_requests_drift": drifting.retrain_requests,
+        "retrain_requests_control": control.retrain_requests,
+        "auc_last_14_days_with_loop": round(mean(drifting.auc_loop, tail), 4),
+        "auc_last_14_days_fixed_model": round(mean(drifting.auc_fixed, tail), 4),
+        "auc_control_with_loop_mean": round(mean(control.auc_loop, sorted(control.auc_loop)), 4),
+        "seconds": {"drift": round(drifting.seconds), "control": round(control.seconds)},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("test-artifacts/scenario"))
+    args = parser.parse_args(argv)
+    drifting, control = run_both(args.out / "work")
+    plot(drifting, control, args.out / "auc_over_time.png")
+    figures = summary(drifting, control)
+    (args.out / "figures.json").write_text(
+        json.dumps({**figures, "drift": asdict(drifting), "control": asdict(control)}, indent=1)
+    )
+    print(json.dumps(figures, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

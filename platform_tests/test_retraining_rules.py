@@ -56,21 +56,31 @@ def drift(day: int, features: list[str] | None = None, multivariate: bool = Fals
     return DriftDay(D + dt.timedelta(days=day), features or [], {f: 2.0 for f in features or []}, multivariate)
 
 
-def test_persistent_drift_triggers_and_a_single_drifted_day_does_not() -> None:
-    once = retrain_decision([drift(0), drift(1, ["price"]), drift(2)], [], last_retrain=None, today=D + dt.timedelta(2))
+def test_persistent_material_drift_triggers_and_a_single_drifted_day_does_not() -> None:
+    today = D + dt.timedelta(2)
+    once = retrain_decision([drift(0), drift(1, ["price", "brand"]), drift(2)], [], last_retrain=None, today=today)
     assert not once.retrain and once.rule == "no_trigger"
     twice = retrain_decision(
-        [drift(0), drift(1, ["price"]), drift(2, ["price", "brand"])], [], last_retrain=None, today=D + dt.timedelta(2)
-    )
-    assert twice.retrain and twice.rule == "drift_2_of_3" and twice.features == ["brand", "price"]
-    assert twice.latest_day == D + dt.timedelta(2) and twice.scores == {"price": 2.0, "brand": 2.0}
+        [drift(0), drift(1, ["price", "brand"]), drift(2, ["price", "brand", "hour_of_day"])],
+        [], last_retrain=None, today=today,
+    )  # fmt: skip
+    assert twice.retrain and twice.rule == "drift_2_of_3" and twice.features == ["brand", "hour_of_day", "price"]
+    assert twice.latest_day == today and twice.scores == {"price": 2.0, "brand": 2.0, "hour_of_day": 2.0}
 
 
-def test_multivariate_drift_counts_and_old_drift_is_forgotten() -> None:
-    reports = [drift(0, ["price"]), drift(1, ["price"]), drift(2), drift(3), drift(4, multivariate=True)]
+def test_one_feature_a_day_or_the_domain_classifier_alone_is_not_material() -> None:
+    today = D + dt.timedelta(2)
+    lone = [drift(0, ["price"]), drift(1, ["brand"]), drift(2, ["price"])]
+    assert not retrain_decision(lone, [], last_retrain=None, today=today).retrain
+    classifier_only = [drift(i, multivariate=True) for i in range(3)]
+    assert not retrain_decision(classifier_only, [], last_retrain=None, today=today).retrain
+    together = [drift(0, ["price"], multivariate=True), drift(1), drift(2, ["brand"], multivariate=True)]
+    assert retrain_decision(together, [], last_retrain=None, today=today).retrain
+
+
+def test_old_drift_is_forgotten() -> None:
+    reports = [drift(0, ["price", "brand"]), drift(1, ["price", "brand"]), drift(2), drift(3), drift(4)]
     assert not retrain_decision(reports, [], last_retrain=None, today=D + dt.timedelta(4)).retrain
-    reports.append(drift(5, multivariate=True))
-    assert retrain_decision(reports, [], last_retrain=None, today=D + dt.timedelta(5)).retrain
 
 
 def test_performance_below_band_triggers_and_cooldown_holds_everything() -> None:

@@ -52,7 +52,9 @@ class EventRecord(pa.DataFrameModel):
         coerce = False
 
 
-REASON_CODE_PATTERN: Final = r"^[a-z_]+:[a-z_]+$"
+# Hardening fix: digits allowed after the colon, since the documented `file:invalid_utf8` failed the
+# quarantine contract (`quarantine_conforms`) whenever a file with invalid UTF-8 was rejected.
+REASON_CODE_PATTERN: Final = r"^[a-z_]+:[a-z0-9_]+$"
 
 
 class QuarantineRecord(pa.DataFrameModel):

@@ -8,10 +8,12 @@ A file that cannot be read at all becomes a `FileRejection` with a reason code i
 
 from __future__ import annotations
 
+import decimal
 import gzip
 import hashlib
 import io
 import json
+import math
 import zlib
 from dataclasses import dataclass
 
@@ -105,15 +107,20 @@ def _read_csv(payload: bytes) -> pl.DataFrame | str:
         frame = pl.read_csv(io.BytesIO(payload), infer_schema=False, raise_if_empty=False)
     except pl.exceptions.PolarsError as exc:
         return str(exc)
-    return _numbered(_normalize_names(frame))
+    # Hardening fix: a blank line (a trailing one, say) is no record, as in JSONL; Polars reads it as a
+    # row of nulls, which was quarantined as a phantom record missing every required field.
+    return _numbered(_normalize_names(frame)).filter(~pl.all_horizontal(pl.exclude("source_row").is_null()))
 
 
 def _read_parquet(payload: bytes) -> pl.DataFrame | str:
     try:
         frame = pl.read_parquet(io.BytesIO(payload))
+        # Hardening fix: the conversion to text is inside the try, since a Binary column holding
+        # invalid UTF-8 raised out of the reader (failing the whole batch) instead of rejecting the file.
+        text = frame.select(_as_text(name, frame.schema[name]) for name in frame.columns)
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
         return str(exc)
-    return _numbered(_normalize_names(frame.select(_as_text(name, frame.schema[name]) for name in frame.columns)))
+    return _numbered(_normalize_names(text))
 
 
 def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
@@ -173,19 +180,47 @@ def _read_jsonl_line_by_line(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.Data
     bad_rows: list[int] = []
     for source_row, raw in zip(lines["source_row"], lines["raw_record"], strict=True):
         try:
-            value = json.loads(raw)
-        except ValueError:
-            value = None
-        if not isinstance(value, dict):
+            value = json.loads(raw, object_pairs_hook=_first_key_wins)
+            row = _text_row(value) if isinstance(value, dict) else None
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's json can go
+            row = None
+        if row is None:
             bad_rows.append(source_row)
             continue
-        rows.append({str(k): v if isinstance(v, str) or v is None else json.dumps(v) for k, v in value.items()})
+        rows.append(row)
         good_rows.append(source_row)
     names = list(dict.fromkeys(key for row in rows for key in row))
     records = pl.from_dicts(rows, schema=dict.fromkeys(names, pl.String)) if rows else pl.DataFrame()
     records = _normalize_names(records).with_columns(pl.Series("source_row", good_rows, dtype=pl.Int64))
     malformed = lines.filter(pl.col("source_row").is_in(bad_rows)).select("source_row", "raw_record")
     return records, malformed
+
+
+# Hardening fixes: a line reads the same here as in the columnar reader, whatever its neighbours
+# (before, a duplicated key, a deeply nested value, a lone surrogate escape or a float such as
+# 5.0 made the record depend on whether a bad line shared its chunk, or crashed the batch).
+def _first_key_wins(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A key repeated in one object keeps its first value, as the columnar reader does."""
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        out.setdefault(key, value)
+    return out
+
+
+def _text_row(value: dict[str, object]) -> dict[str, str | None]:
+    row = {str(k): v if isinstance(v, str) or v is None else _as_json_text(v) for k, v in value.items()}
+    for text in (*row, *row.values()):
+        if text is not None:
+            text.encode()  # UnicodeEncodeError (a ValueError) for a lone surrogate escape such as "\udc00"
+    return row
+
+
+def _as_json_text(value: object) -> str:
+    """JSON text of a non-string value; top-level finite floats spelled as Polars spells them (5.0 -> "5")."""
+    if isinstance(value, float) and math.isfinite(value):
+        text = format(decimal.Decimal(repr(value)), "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return json.dumps(value, ensure_ascii=False)
 
 
 # Names the platform adds to every row; an input column of the same name is kept as `input_<name>`.
@@ -198,4 +233,6 @@ def _normalize_names(frame: pl.DataFrame) -> pl.DataFrame:
     for name in frame.columns:
         clean = name.strip().lower()
         seen.setdefault(f"input_{clean}" if clean in RESERVED_NAMES else clean, name)
+    if not seen:  # Hardening fix: `select()` of no columns drops every row: lines of `{}` crashed the batch
+        return frame
     return frame.select(pl.col(original).alias(clean) for clean, original in seen.items())

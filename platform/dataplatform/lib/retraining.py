@@ -88,12 +88,24 @@ def training_gate(
     return GateResult(not reasons, reasons, figures)
 
 
+# A day's drift is material when at least this many features are beyond their thresholds, or
+# when the domain classifier sees drift and at least one feature does too. One feature alone is
+# within what a few dozen daily tests produce by chance; the domain classifier alone reacts to
+# day-specific features (yesterday's popularity counts) that make every day look a little new.
+MIN_DRIFTED_FEATURES = 2
+
+
 @dataclass(frozen=True)
 class DriftDay:
     day: dt.date
     drifted_features: list[str]
     scores: dict[str, float]  # effect size / threshold per feature
     multivariate_drift: bool
+
+    @property
+    def material(self) -> bool:
+        n = len(self.drifted_features)
+        return n >= MIN_DRIFTED_FEATURES or (self.multivariate_drift and n >= 1)
 
 
 @dataclass(frozen=True)
@@ -128,8 +140,9 @@ def retrain_decision(
     """The documented rule.
 
     Retrain when, and only when, the cooldown since the last retrain is over and either
-    * drift is material and persistent: at least M of the last N daily drift reports found a
-      feature drifted beyond its learned threshold, or multivariate drift; or
+    * drift is material and persistent: at least M of the last N daily drift reports found it
+      material (:attr:`DriftDay.material`: two or more features beyond their learned thresholds,
+      or multivariate drift together with at least one feature); or
     * realized performance left its band on the latest labelled day.
     """
     drift_sorted = sorted(drift_days, key=lambda d: d.day)
@@ -140,7 +153,7 @@ def retrain_decision(
         )
     m, n = m_of_n
     recent = drift_sorted[-n:]
-    drifted = [d for d in recent if d.drifted_features or d.multivariate_drift]
+    drifted = [d for d in recent if d.material]
     if len(drifted) >= m:
         features = sorted({f for d in drifted for f in d.drifted_features})
         scores: dict[str, float] = {}

@@ -10,6 +10,7 @@ Steps, all columnar over the whole batch:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import duckdb
@@ -42,6 +43,9 @@ CHECK_REASON = {
 # above that microseconds.
 EPOCH_SECONDS_LIMIT = 1e11
 EPOCH_MILLIS_LIMIT = 1e14
+# Hardening fix: epoch microseconds outside Python's datetime range (0001-01-01 to 9999-12-31, e.g.
+# epoch nanoseconds) made Pandera's checks crash the whole batch; such a number is unparseable.
+EPOCH_MICROS_RANGE = (-62_135_596_800_000_000, 253_402_300_799_999_999)
 
 
 @dataclass(frozen=True)
@@ -72,15 +76,27 @@ def apply_aliases(records: pl.DataFrame) -> pl.DataFrame:
     known = set(CONTRACT_COLUMNS) | set(RECORD_COLUMNS)
     unknown = [name for name in frame.columns if name not in known]
     packed = [*unknown, "extras"] if "extras" in frame.columns else unknown
-    extras = (
-        pl.when(pl.any_horizontal(pl.col(packed).is_not_null()))
-        .then(pl.struct(packed).struct.json_encode())
-        .alias("extras")
-        if packed
-        else pl.lit(None, dtype=pl.String).alias("extras")
-    )
+    extras = json_object(packed).alias("extras") if packed else pl.lit(None, dtype=pl.String).alias("extras")
     missing = [pl.lit(None, dtype=pl.String).alias(name) for name in CONTRACT_COLUMNS if name not in frame.columns]
     return frame.with_columns(*missing).with_columns(extras).select(*CONTRACT_COLUMNS, *RECORD_COLUMNS)
+
+
+def json_object(columns: list[str]) -> pl.Expr:
+    """The row's non-null text columns as one JSON object, keys sorted (null when there are none).
+
+    Hardening fix: a struct's JSON also named, as null, every column of every other file in the
+    batch, in the batch's column order, so a record's `extras` (and quarantined `raw_record`)
+    depended on what it was batched with.
+    """
+    fields = []
+    for name in sorted(columns):
+        encoded = pl.struct(pl.col(name).alias("v")).struct.json_encode()  # {"v":<value>}
+        value = encoded.str.slice(5, encoded.str.len_chars() - 6)
+        fields.append(
+            pl.when(pl.col(name).is_not_null()).then(pl.lit(json.dumps(name, ensure_ascii=False) + ":") + value)
+        )
+    body = pl.concat_str(fields, separator=",", ignore_nulls=True)
+    return pl.when(pl.any_horizontal(pl.col(columns).is_not_null())).then(pl.lit("{") + body + pl.lit("}"))
 
 
 def _parse_timestamp(text: pl.Expr) -> pl.Expr:
@@ -92,7 +108,8 @@ def _parse_timestamp(text: pl.Expr) -> pl.Expr:
         .then(numeric * 1e3)
         .otherwise(numeric)
     )
-    from_epoch = micros.round(0).cast(pl.Int64, strict=False).cast(UTC_DATETIME)
+    as_int = micros.round(0).cast(pl.Int64, strict=False)
+    from_epoch = pl.when(as_int.is_between(*EPOCH_MICROS_RANGE)).then(as_int).cast(UTC_DATETIME)
     iso = text.str.replace(r"^(\d{4}-\d{2}-\d{2})[Tt]", "$1 ").str.replace(r"(?i)\s*(z|utc)$", "+00:00")
     with_offset = iso.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%z", strict=False, time_zone="UTC", time_unit="us")
     # No offset given: the platform reads it as UTC (documented in the README).
@@ -228,7 +245,7 @@ def transform(text_records: pl.DataFrame, malformed: pl.DataFrame) -> TransformR
                 "source_file",
                 "source_row",
                 "reasons",
-                (pl.struct(raw_columns).struct.json_encode() if raw_columns else pl.lit("{}")).alias("raw_record"),
+                (json_object(raw_columns).fill_null("{}") if raw_columns else pl.lit("{}")).alias("raw_record"),
                 "event_date",
             ),
             malformed.select(

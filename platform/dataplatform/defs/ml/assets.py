@@ -27,10 +27,11 @@ TRAINING_SET = dg.AssetKey(["ml", "training_set"])
 CHALLENGER = dg.AssetKey(["ml", "challenger_model"])
 CHAMPION = dg.AssetKey(["ml", "champion_model"])
 ML_KINDS = {"scikitlearn", "polars"}
-# A feature whose effect against the last accepted training set exceeds this is not drift to
-# learn from but a broken input (a feature gone null, a unit change): the gate stops it.
-SEVERE_EFFECT = 1.0
+# Signs of a broken input rather than drift to learn from (distribution shifts are what
+# retraining is for, so they never block it): a feature's missing share moved by more than
+# this, or most of a categorical feature's values were never seen before (codes replaced).
 SEVERE_NULL_SHIFT = 0.2
+SEVERE_UNSEEN_SHARE = 0.5
 MIN_ROWS, MIN_POSITIVES, MIN_TRAIN_DAYS = 1000, 30, 3
 
 MODEL_DECISIONS_SQL = """
@@ -68,9 +69,9 @@ def _severe_drift(current: pl.DataFrame, previous: pl.DataFrame) -> list[str]:
     columns = list(features.FEATURE_COLUMNS)
     results = drift.compare(previous.select(columns), current.select(columns))
     return [
-        f"{r.column} (effect {r.effect_size:.2f}, null shift {r.null_share_shift or 0:+.2f})"
+        f"{r.column} (missing share {r.null_share_shift or 0:+.2f}, unseen categories {r.unseen_categories or 0:.0%})"
         for r in results
-        if (r.effect_size or 0) > SEVERE_EFFECT or abs(r.null_share_shift or 0) > SEVERE_NULL_SHIFT
+        if abs(r.null_share_shift or 0) > SEVERE_NULL_SHIFT or (r.unseen_categories or 0) > SEVERE_UNSEEN_SHARE
     ]
 
 
@@ -83,8 +84,8 @@ def _severe_drift(current: pl.DataFrame, previous: pl.DataFrame) -> list[str]:
         f"(DP_HOLDOUT_DAYS, default {SETTINGS.holdout_days}); the DP_TRAIN_DAYS (default {SETTINGS.train_days}) "
         "labelled days before them train, minus days whose corruption share (quarantined / all records) exceeds "
         f"DP_GATE_MAX_CORRUPTION (default {SETTINGS.gate_max_corruption:.0%}). The blocking `training_data_gate` "
-        "check stops training when the clean remainder is too small, breaks the training contract, or shifted "
-        "severely against the last accepted training set."
+        "check stops training when the clean remainder is too small, breaks the training contract, or a feature "
+        "looks broken against the last accepted training set (missing share moved by > 0.2, or most categories new)."
     ),
     kinds={"polars", "parquet"},
     owners=OWNERS,

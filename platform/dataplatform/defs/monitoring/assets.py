@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import math
 from typing import Any
 
 import dagster as dg
@@ -38,6 +39,9 @@ CREATE TABLE IF NOT EXISTS drift_reports (
     thresholds VARCHAR, computed_at TIMESTAMPTZ
 );
 CREATE TABLE IF NOT EXISTS domain_thresholds (champion VARCHAR PRIMARY KEY, normal_auc DOUBLE);
+CREATE TABLE IF NOT EXISTS drift_thresholds (
+    champion VARCHAR, size_bucket DOUBLE, version VARCHAR, thresholds VARCHAR, PRIMARY KEY (champion, size_bucket)
+);
 CREATE TABLE IF NOT EXISTS model_performance (
     event_date DATE PRIMARY KEY, champion VARCHAR, estimated BOOLEAN, n BIGINT, positives BIGINT,
     auc DOUBLE, auc_low DOUBLE, auc_high DOUBLE, precision DOUBLE, recall DOUBLE, recall_at_k DOUBLE,
@@ -90,13 +94,26 @@ def drift_report(
         return _no_champion("no_material_drift")
     reference = pl.read_parquet(reference_path)
     columns = list(DRIFT_FEATURES)
-    thresholds = drift.calibrate_thresholds(
-        reference, time_column="event_date", columns=columns, current_size=current.height, rule="lognormal_tail"
-    )
-    results = drift.compare(reference.select(columns), current.select(columns), thresholds=thresholds)
+    # Thresholds depend on the champion's window and on the sample size; days of similar size
+    # (within a factor of 2**0.25) share them, so a day usually reads them from the cache.
+    size_bucket = round(4 * math.log2(max(current.height, 1))) / 4
     numeric = [c for c in features.NUMERIC_FEATURES if c in DRIFT_FEATURES]
     with lakehouse.connect() as con:
         con.sql(MONITORING_SQL)
+        cached = warehouse.scalar(
+            con,
+            "SELECT thresholds FROM drift_thresholds WHERE champion = ? AND size_bucket = ?",
+            [champion.version, size_bucket],
+        )
+        if cached is None:
+            thresholds = drift.calibrate_thresholds(
+                reference, time_column="event_date", columns=columns, current_size=current.height, rule="lognormal_tail"
+            )
+            row = {"champion": champion.version, "size_bucket": size_bucket, "version": thresholds.version,
+                   "thresholds": json.dumps(thresholds.to_dict(), default=str)}  # fmt: skip
+            warehouse.replace_rows(con, "drift_thresholds", pl.DataFrame([row]), ["champion", "size_bucket"])
+        else:
+            thresholds = drift.Thresholds.from_dict(json.loads(cached))
         normal_auc = warehouse.scalar(
             con, "SELECT normal_auc FROM domain_thresholds WHERE champion = ?", [champion.version]
         )
@@ -106,6 +123,7 @@ def drift_report(
             )
             rows = pl.DataFrame({"champion": [champion.version], "normal_auc": [normal_auc]})
             warehouse.replace_rows(con, "domain_thresholds", rows, ["champion"])
+    results = drift.compare(reference.select(columns), current.select(columns), thresholds=thresholds)
     multivariate = domain_classifier_drift(
         reference, current, numeric=numeric, categorical=features.CATEGORICAL_FEATURES, normal_auc=normal_auc
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import sys
 
 import duckdb
@@ -30,3 +31,18 @@ def percentile(values: list[float], q: float) -> float:
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def peak_rss_mib() -> float:
+    """This process's RSS high-water mark. On Linux `ru_maxrss` keeps the parent's RSS across
+    fork + exec (a child of a 800 MiB parent reports >= 800 MiB), so read VmHWM, which starts
+    afresh at exec; ru_maxrss is the fallback elsewhere."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    scale = 1024 if sys.platform != "darwin" else 1024 * 1024  # KiB on Linux, bytes on macOS
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale

@@ -25,7 +25,6 @@ import io
 import json
 import math
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from _common import load_line, machine_line
+from _common import load_line, machine_line, peak_rss_mib
 from dataplatform.lib import warehouse
 from dataplatform.lib.batching import group_into_batches
 from dataplatform.lib.contract import EARLIEST_EVENT_TIME, EVENT_TYPES, MAX_FUTURE_SKEW
@@ -278,21 +277,6 @@ def run_validator(landing: Path, out: Path, fmt: str, max_rows: int) -> dict[str
     return {"rows": rows, "seconds": time.perf_counter() - start, "files": files, "valid": len(valid)}
 
 
-def peak_rss_mib() -> float:
-    """This process's RSS high-water mark. On Linux `ru_maxrss` keeps the parent's RSS across
-    fork + exec (a child of a 800 MiB parent reports >= 800 MiB), so read VmHWM, which starts
-    afresh at exec; ru_maxrss is the fallback elsewhere."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    scale = 1024 if sys.platform != "darwin" else 1024 * 1024  # KiB on Linux, bytes on macOS
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
-
-
 def run_child(args: argparse.Namespace) -> None:
     landing, out = Path(args.landing), Path(args.out)
     if args.only == "ours":
@@ -371,7 +355,7 @@ def report(fmt: str, events: int, landing_info: dict[str, Any], results: dict[st
     )
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--files", type=int, default=40)
@@ -383,15 +367,13 @@ def main() -> None:
     parser.add_argument("--landing", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.only:
-        run_child(args)
-        return
+    return parser
 
-    print(machine_line())
-    print(load_line())
+
+def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Measure every format; print each report and return {format: {"landing": ..., "results": {path: ...}}}."""
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench_ingest-"))
-    started = time.perf_counter()
+    measured: dict[str, dict[str, Any]] = {}
     try:
         for fmt in ("jsonl", "parquet") if args.format == "both" else (args.format,):
             root = workdir / fmt
@@ -402,9 +384,23 @@ def main() -> None:
             info["landing"] = str(landing)
             results = {path: measure(path, fmt, landing, root, args.validator_rows) for path in PATHS}
             report(fmt, args.events, info, results)
+            measured[fmt] = {"landing": info, "results": results}
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+    return measured
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    if args.only:
+        run_child(args)
+        return
+
+    print(machine_line())
+    print(load_line())
+    started = time.perf_counter()
+    run(args)
     print(f"\ntotal wall time {time.perf_counter() - started:.0f} s")
 
 

@@ -345,7 +345,7 @@ def floor_run(tmp: Path, args: argparse.Namespace) -> tuple[Series, list[str], f
     return measure("floor", tmp, workspace, env, watch, lambda: poll_floor(out), args)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=20)
     parser.add_argument("--interval", type=float, default=4.0)
@@ -353,10 +353,11 @@ def main() -> None:
     parser.add_argument("--timeout-extra", type=float, default=180.0, help="give up files*interval + this")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (daemon logs, data)")
     parser.add_argument("--skip-floor", action="store_true", help="do not measure Dagster's floor in this run")
-    args = parser.parse_args()
+    return parser
 
-    print(machine_line())
-    print(load_line())
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure the platform (and the floor unless skipped), print the table, return the latencies (s)."""
     print(
         f"{args.files} files, one every {args.interval:g} s, {args.events_per_file} events each (JSONL, 1% corrupt);"
         f" sensor interval 1 s, settle 0 s, poll every {POLL_SECONDS} s"
@@ -395,6 +396,23 @@ def main() -> None:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "files": len(names),
+        "queryable": series.latencies(names),
+        "committed": series.latencies(names, True),
+        "floor": floor[0].latencies(floor[1], True) if floor is not None else None,
+        "floor_files": len(floor[1]) if floor is not None else 0,
+        "recorded_floor": RECORDED_FLOOR,
+        "warmup_seconds": warm,
+        "batches": batches,
+    }
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    print(machine_line())
+    print(load_line())
+    run(args)
 
 
 if __name__ == "__main__":

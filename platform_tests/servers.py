@@ -81,6 +81,43 @@ def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 20.0) 
     process.wait()
 
 
+def start_daemon(env: dict[str, str], cwd: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start `dagster-daemon run` on the repository's workspace in a new session, output appended to `log_path`.
+
+    Its process group holds the daemon, the code server it starts and every run worker (the default run launcher
+    spawns them from the code server), so `stop_process_group` or `kill_process_group` reaches them all."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def kill_process_group(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGKILL to the whole process group at once (a crash, an OOM kill, a pulled plug); wait until none is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    wait_until(f"process group {process.pid} to be gone", lambda: not group_members(process.pid), timeout, interval=0.1)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group, from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its closing parenthesis
+            fields = stat.read_text().rpartition(")")[2].split()
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                members.append(int(stat.parent.name))
+    return members
+
+
 def wait_until(
     what: str,
     ready: Callable[[], Any],

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from scenario_loop import DRIFT_START_DAY, START, plot, run_both, summary
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "scenario"

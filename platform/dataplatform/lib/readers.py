@@ -108,7 +108,8 @@ def _read_csv(payload: bytes) -> pl.DataFrame | str:
     except pl.exceptions.PolarsError as exc:
         return str(exc)
     # Hardening fix: a blank line (a trailing one, say) is no record, as in JSONL; Polars reads it as a
-    # row of nulls, which was quarantined as a phantom record missing every required field.
+    # row of nulls, which was quarantined as a phantom record missing every required field. (A row of
+    # bare separators, which holds no value either, is dropped too.)
     return _numbered(_normalize_names(frame)).filter(~pl.all_horizontal(pl.exclude("source_row").is_null()))
 
 

@@ -83,9 +83,11 @@ def test_old_drift_is_forgotten() -> None:
     assert not retrain_decision(reports, [], last_retrain=None, today=D + dt.timedelta(4)).retrain
 
 
-def test_performance_below_band_triggers_and_cooldown_holds_everything() -> None:
-    perf = [PerformanceDay(D, 0.8, False), PerformanceDay(D + dt.timedelta(1), 0.6, True)]
-    decision = retrain_decision([drift(1)], perf, last_retrain=None, today=D + dt.timedelta(1))
-    assert decision.retrain and decision.rule == "performance_below_band"
-    cooled = retrain_decision([drift(1)], perf, last_retrain=D, today=D + dt.timedelta(1), cooldown_days=3)
+def test_persistent_performance_loss_triggers_and_cooldown_holds_everything() -> None:
+    one_bad = [PerformanceDay(D, 0.8, False), PerformanceDay(D + dt.timedelta(1), 0.6, True)]
+    assert not retrain_decision([drift(1)], one_bad, last_retrain=None, today=D + dt.timedelta(1)).retrain
+    perf = [*one_bad, PerformanceDay(D + dt.timedelta(2), 0.62, True)]
+    decision = retrain_decision([drift(2)], perf, last_retrain=None, today=D + dt.timedelta(2))
+    assert decision.retrain and decision.rule == "performance_below_band_2_of_3"
+    cooled = retrain_decision([drift(2)], perf, last_retrain=D, today=D + dt.timedelta(2), cooldown_days=3)
     assert not cooled.retrain and cooled.rule == "cooldown"

@@ -143,7 +143,7 @@ def retrain_decision(
     * drift is material and persistent: at least M of the last N daily drift reports found it
       material (:attr:`DriftDay.material`: two or more features beyond their learned thresholds,
       or multivariate drift together with at least one feature); or
-    * realized performance left its band on the latest labelled day.
+    * realized performance left its band on at least M of the last N labelled days.
     """
     drift_sorted = sorted(drift_days, key=lambda d: d.day)
     latest = drift_sorted[-1].day if drift_sorted else None
@@ -165,12 +165,15 @@ def retrain_decision(
             True, f"drift_{m}_of_{n}", f"drift on {len(drifted)} of the last {len(recent)} days ({days})",
             features, scores, latest,
         )  # fmt: skip
-    performance = sorted(performance_days, key=lambda p: p.day)
-    if performance and performance[-1].below_band:
-        last = performance[-1]
+    # One day's AUC on a day's examples is noisy; the same M-of-N persistence applies.
+    performance = sorted(performance_days, key=lambda p: p.day)[-n:]
+    below = [p for p in performance if p.below_band]
+    if len(below) >= m:
+        days = ", ".join(f"{p.day} (AUC {p.auc:.3f})" if p.auc is not None else str(p.day) for p in below)
         return RetrainDecision(
-            True, "performance_below_band", f"AUC {last.auc} on {last.day} below its band", [], {}, latest or last.day
-        )
+            True, f"performance_below_band_{m}_of_{n}", f"AUC below its band on {days}", [], {},
+            latest or performance[-1].day,
+        )  # fmt: skip
     return RetrainDecision(
         False, "no_trigger", f"{len(drifted)} of the last {len(recent)} days drifted (< {m})", [], {}, latest
     )

@@ -205,7 +205,8 @@ def _performance_history(con: Any, day: dt.date) -> list[float]:
     description=(
         "The champion on the day's examples: AUC (95% bootstrap CI), precision, recall and recall@10 per user "
         "once the day's labels are mature; before that, an estimate from the model's own calibrated "
-        "confidence (CBPE-style expected AUC). Realized AUC is judged against a band learned from previous days."
+        "confidence (CBPE-style expected AUC). Realized AUC is judged against a band learned from previous days, "
+        "by the upper end of its interval (a day is below the band only when even its best plausible AUC is)."
     ),
     kinds={"scikitlearn", "duckdb"},
     owners=OWNERS,
@@ -249,10 +250,13 @@ def model_performance(
                 auc_high=metrics.auc_ci[1] if metrics.auc_ci else None, precision=metrics.precision,
                 recall=metrics.recall, recall_at_k=metrics.recall_at_k,
             )  # fmt: skip
-            # The band is learned on the error (1 - AUC), so "high" means worse than usual.
+            # The band is learned on the error (1 - AUC), so "high" means worse than usual. A day's
+            # AUC is uncertain (a few hundred positives): it is judged by the upper end of its 95%
+            # interval, so a day is below the band only when even its best plausible AUC is.
             band = learned_band([1 - a for a in history], min_width=0.01)
-            if band and metrics.auc is not None:
-                status = band.status(1 - metrics.auc)
+            best = metrics.auc_ci[1] if metrics.auc_ci else metrics.auc
+            if band and best is not None:
+                status = band.status(1 - best)
         row.update(band_low=1 - band.high if band else None, status=status.value)
         frame = pl.DataFrame(
             [row],

@@ -42,10 +42,16 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        try:
+            write(tmp)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except Exception as exc:
+            # Fix (platform_tests/test_faults.py, full disk): a full disk surfaced as an error naming no file
+            # (Polars: a ComputeError "...No space left on device (os error 28)"); say which file failed.
+            message = f"cannot write {path}: {exc}"
+            raise (OSError(exc.errno, message) if isinstance(exc, OSError) else OSError(message)) from exc
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)

@@ -88,10 +88,10 @@ def training_gate(
     return GateResult(not reasons, reasons, figures)
 
 
-# A day's drift is material when at least this many features are beyond their thresholds, or
-# when the domain classifier sees drift and at least one feature does too. One feature alone is
-# within what a few dozen daily tests produce by chance; the domain classifier alone reacts to
-# day-specific features (yesterday's popularity counts) that make every day look a little new.
+# A day's drift is material when at least this many features are beyond their thresholds. One
+# feature alone is within what a few dozen daily tests produce by chance. The domain classifier
+# is reported but does not decide: day-specific features (yesterday's popularity counts) let it
+# tell almost any day from the training window (measured: AUC 0.92-0.95 on a stationary stream).
 MIN_DRIFTED_FEATURES = 2
 
 
@@ -104,8 +104,7 @@ class DriftDay:
 
     @property
     def material(self) -> bool:
-        n = len(self.drifted_features)
-        return n >= MIN_DRIFTED_FEATURES or (self.multivariate_drift and n >= 1)
+        return len(self.drifted_features) >= MIN_DRIFTED_FEATURES
 
 
 @dataclass(frozen=True)
@@ -141,8 +140,7 @@ def retrain_decision(
 
     Retrain when, and only when, the cooldown since the last retrain is over and either
     * drift is material and persistent: at least M of the last N daily drift reports found it
-      material (:attr:`DriftDay.material`: two or more features beyond their learned thresholds,
-      or multivariate drift together with at least one feature); or
+      material (:attr:`DriftDay.material`: two or more features beyond their learned thresholds); or
     * realized performance left its band on at least M of the last N labelled days.
     """
     drift_sorted = sorted(drift_days, key=lambda d: d.day)

@@ -258,8 +258,9 @@ def challenger_model(
             "training_rows": trained.training_rows,
             "training_seconds": dg.MetadataValue.float(trained.training_seconds),
             "champion": champion_card.version if champion_card else "none",
-            # Data time, not wall time: the retraining cooldown counts days of data since this model.
-            "data_through": str(max(holdout["event_date"].to_list(), default=days[-1])),
+            # Data time, not wall time: the latest day of examples when this model was trained. The
+            # retraining cooldown counts days of data from here.
+            "trained_on_day": str(featurestore.example_days(lakehouse.lake())[-1]),
         },
         check_results=[
             dg.AssetCheckResult(

@@ -81,11 +81,11 @@ def _performance_days(instance: dg.DagsterInstance) -> list[PerformanceDay]:
 
 
 def _last_retrain(instance: dg.DagsterInstance) -> dt.date | None:
-    """The last day of data the latest challenger saw (the cooldown runs in days of data)."""
+    """The day of data on which the latest challenger was trained (the cooldown runs in days of data)."""
     event = instance.get_latest_materialization_event(CHALLENGER)
     if event is None or event.asset_materialization is None:
         return None
-    value = _metadata_value(event.asset_materialization.metadata, "data_through")
+    value = _metadata_value(event.asset_materialization.metadata, "trained_on_day")
     return dt.date.fromisoformat(str(value)) if value else None
 
 
@@ -95,9 +95,9 @@ def _last_retrain(instance: dg.DagsterInstance) -> dt.date | None:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Reads the latest drift reports and performance results. Requests a retraining run when drift is material "
-        "and persistent (features beyond their learned thresholds, or multivariate drift, on 2 of the last 3 "
-        "days) or realized AUC left its band, outside a cooldown (DP_RETRAIN_COOLDOWN_DAYS). Each decision runs "
-        "once (run_key), carries its reasons as run tags, is recorded as an observation of ml/challenger_model "
+        "and persistent (two or more features beyond their learned thresholds on 2 of the last 3 days) or "
+        "realized AUC was below its band on 2 of the last 3 labelled days, outside a cooldown "
+        "(DP_RETRAIN_COOLDOWN_DAYS). Each decision runs once (run_key), carries its reasons as run tags, is recorded as an observation of ml/challenger_model "
         "and sent as an alert."
     ),
 )

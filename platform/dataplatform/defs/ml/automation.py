@@ -97,8 +97,8 @@ def _last_retrain(instance: dg.DagsterInstance) -> dt.date | None:
         "Reads the latest drift reports and performance results. Requests a retraining run when drift is material "
         "and persistent (two or more features beyond their learned thresholds on 2 of the last 3 days) or "
         "realized AUC was below its band on 2 of the last 3 labelled days, outside a cooldown "
-        "(DP_RETRAIN_COOLDOWN_DAYS). Each decision runs once (run_key), carries its reasons as run tags, is recorded as an observation of ml/challenger_model "
-        "and sent as an alert."
+        "(DP_RETRAIN_COOLDOWN_DAYS). Each decision runs once (run_key), carries its reasons as run tags, "
+        "is recorded as an observation of ml/challenger_model and sent as an alert."
     ),
 )
 def drift_retraining_sensor(context: dg.SensorEvaluationContext, alerts: AlertWebhookResource) -> dg.SensorResult:

@@ -5,8 +5,17 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+from dagster_aws.s3 import S3Resource
+
+from dataplatform.defs.resources import (
+    AlertWebhookResource,
+    FileStoreResource,
+    LakehouseResource,
+    ModelRegistryResource,
+)
 
 
 def event(n: int, **overrides: object) -> dict[str, object]:
@@ -48,3 +57,15 @@ def parquet_bytes(frame: pl.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.write_parquet(buffer)
     return buffer.getvalue()
+
+
+def local_resources(root: Path) -> dict[str, Any]:
+    """The platform's resources on local folders under `root` (landing files settle at once)."""
+    s3 = S3Resource(region_name="us-east-1")
+    return {
+        "landing": FileStoreResource(uri=str(root / "landing"), s3=s3, settle_seconds=0),
+        "history": FileStoreResource(uri=str(root / "history"), s3=s3),
+        "lakehouse": LakehouseResource(lake_dir=str(root / "lake"), warehouse_path=str(root / "wh.duckdb")),
+        "models": ModelRegistryResource(root=str(root / "models"), s3=s3),
+        "alerts": AlertWebhookResource(),
+    }

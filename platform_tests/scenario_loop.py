@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 
 from dataplatform.defs.features.assets import training_examples
 from dataplatform.defs.ingestion.assets import history_events
@@ -30,15 +29,10 @@ from dataplatform.defs.ml.assets import challenger_model, champion_model, traini
 from dataplatform.defs.ml.automation import drift_retraining_sensor
 from dataplatform.defs.monitoring.assets import drift_report, model_performance
 from dataplatform.defs.quality.assets import warehouse_events
-from dataplatform.defs.resources import (
-    AlertWebhookResource,
-    FileStoreResource,
-    LakehouseResource,
-    ModelRegistryResource,
-)
 from dataplatform.lib import featurestore
 from dataplatform.lib.demo import DemoConfig, generate_events, write_history
 from dataplatform.lib.training import evaluate
+from factories import local_resources
 
 START = dt.date(2026, 1, 5)  # a Monday
 DAYS = 98  # 14 weeks
@@ -56,17 +50,6 @@ class ScenarioResult:
     drift_days: list[str] = field(default_factory=list)  # days whose report found material drift
     retrain_requests: list[dict] = field(default_factory=list)  # day, rule, reason, promoted
     seconds: float = 0.0
-
-
-def _resources(root: Path) -> dict[str, dg.ConfigurableResource]:
-    s3 = S3Resource(region_name="us-east-1")
-    return {
-        "landing": FileStoreResource(uri=str(root / "landing"), s3=s3, settle_seconds=0),
-        "history": FileStoreResource(uri=str(root / "history"), s3=s3),
-        "lakehouse": LakehouseResource(lake_dir=str(root / "lake"), warehouse_path=str(root / "wh.duckdb")),
-        "models": ModelRegistryResource(root=str(root / "models"), s3=s3),
-        "alerts": AlertWebhookResource(),
-    }
 
 
 def _materialize(
@@ -88,7 +71,7 @@ def run_scenario(
     config = DemoConfig(start=START, days=days, users=users, events_per_day=events_per_day, seed=21, **options)
     frame, _ = generate_events(config)
     write_history(frame, root / "history", fmt="parquet")
-    resources = _resources(root)
+    resources = local_resources(root)
     result = ScenarioResult(drift=drift)
     fixed_version = None
     with dg.instance_for_test() as instance:

@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from dataplatform.defs.ingestion.schedules import history_daily_schedule
+from dataplatform.defs.ml.automation import labelled_performance_schedule, nightly_ml_schedule
 from dataplatform.defs.monitoring.alerts import check_failure_alert, run_failure_alert
 from dataplatform.defs.quality.schedules import nightly_quality_schedule
 from dataplatform.defs.resources import AlertWebhookResource
@@ -95,8 +96,16 @@ def test_failed_error_check_in_a_successful_run_is_alerted(webhook: Webhook) -> 
     assert webhook.received[0]["details"]["failed_checks"][0]["check"] == "half_bad:is_sane"
 
 
-@pytest.mark.parametrize("schedule", [history_daily_schedule, nightly_quality_schedule])
-def test_nightly_schedules_request_yesterday_once(schedule: dg.ScheduleDefinition) -> None:
+@pytest.mark.parametrize(
+    ("schedule", "day"),
+    [
+        (history_daily_schedule, "2026-03-09"),
+        (nightly_quality_schedule, "2026-03-09"),
+        (nightly_ml_schedule, "2026-03-09"),
+        (labelled_performance_schedule, "2026-03-08"),  # labels of the day before yesterday are mature
+    ],
+)
+def test_daily_schedules_request_their_day_once(schedule: dg.ScheduleDefinition, day: str) -> None:
     at = dt.datetime(2026, 3, 10, 1, 0, tzinfo=dt.UTC)
     request = schedule(dg.build_schedule_context(scheduled_execution_time=at))
-    assert request.partition_key == "2026-03-09" and request.run_key.endswith("2026-03-09")
+    assert request.partition_key == day and request.run_key == f"{schedule.job_name}-{day}"

@@ -4,24 +4,18 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster_aws.s3 import S3Resource
 
 from dataplatform.definitions import defs
 from dataplatform.defs.ingestion.assets import HISTORY_EVENTS, LANDING_EVENTS, history_events, landing_events
 from dataplatform.defs.ingestion.sensors import landing_files_sensor
-from dataplatform.defs.resources import FileStoreResource, LakehouseResource
+from dataplatform.defs.resources import LakehouseResource
 from dataplatform.lib import warehouse
-from factories import event, jsonl_bytes, write_landing
+from factories import event, jsonl_bytes, local_resources, write_landing
 
 
 @pytest.fixture
 def resources(tmp_path: Path) -> dict[str, dg.ConfigurableResource]:
-    s3 = S3Resource(region_name="us-east-1")
-    return {
-        "landing": FileStoreResource(uri=str(tmp_path / "landing"), s3=s3, settle_seconds=0),
-        "history": FileStoreResource(uri=str(tmp_path / "history"), s3=s3),
-        "lakehouse": LakehouseResource(lake_dir=str(tmp_path / "lake"), warehouse_path=str(tmp_path / "wh.duckdb")),
-    }
+    return local_resources(tmp_path)
 
 
 def tick(instance: dg.DagsterInstance, resources: dict, cursor: str | None = None) -> dg.SensorResult:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster_aws.s3 import S3Resource
 
 from dataplatform.defs.features.assets import training_examples
 from dataplatform.defs.ingestion.assets import history_events
@@ -14,29 +13,13 @@ from dataplatform.defs.ml.assets import challenger_model, champion_model, traini
 from dataplatform.defs.ml.automation import drift_retraining_sensor
 from dataplatform.defs.monitoring.assets import drift_report, model_performance
 from dataplatform.defs.quality.assets import warehouse_events
-from dataplatform.defs.resources import (
-    AlertWebhookResource,
-    FileStoreResource,
-    LakehouseResource,
-    ModelRegistryResource,
-)
 from dataplatform.lib.demo import DemoConfig, generate_events, write_history
 from dataplatform.lib.registry import ArtifactIntegrityError
+from factories import local_resources
 
 START = dt.date(2026, 3, 1)
 RETRAIN = [training_set, challenger_model, champion_model]
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-def make_resources(root: Path) -> dict[str, dg.ConfigurableResource]:
-    s3 = S3Resource(region_name="us-east-1")
-    return {
-        "landing": FileStoreResource(uri=str(root / "landing"), s3=s3, settle_seconds=0),
-        "history": FileStoreResource(uri=str(root / "history"), s3=s3),
-        "lakehouse": LakehouseResource(lake_dir=str(root / "lake"), warehouse_path=str(root / "wh.duckdb")),
-        "models": ModelRegistryResource(root=str(root / "models"), s3=s3),
-        "alerts": AlertWebhookResource(),
-    }
 
 
 def prepare(root: Path, days: int, instance: dg.DagsterInstance, **options: object) -> dict:
@@ -44,7 +27,7 @@ def prepare(root: Path, days: int, instance: dg.DagsterInstance, **options: obje
     config = DemoConfig(start=START, days=days, users=400, events_per_day=2500, seed=11, **options)
     frame, _ = generate_events(config)
     write_history(frame, root / "history", fmt="jsonl")
-    resources = make_resources(root)
+    resources = local_resources(root)
     last = str(START + dt.timedelta(days=days - 1))
     tags = {"dagster/asset_partition_range_start": str(START), "dagster/asset_partition_range_end": last}
     assert dg.materialize([history_events], resources=resources, instance=instance, tags=tags).success

@@ -7,11 +7,9 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
-from dagster_aws.s3 import S3Resource
 
 from dataplatform.defs.ingestion.assets import history_events
 from dataplatform.defs.quality.assets import event_distributions, warehouse_events
-from dataplatform.defs.resources import FileStoreResource, LakehouseResource
 from dataplatform.lib import contract
 from dataplatform.lib.contract import QuarantineRecord
 from dataplatform.lib.demo import DemoConfig, generate_events, write_history
@@ -20,7 +18,7 @@ from dataplatform.lib.lake import Lake
 from dataplatform.lib.landing import LocalLanding
 from dataplatform.lib.quality import BandStatus, check_contract, learned_band, markdown_table
 from dataplatform.lib.replay import plan_replay, select_quarantined, write_replay
-from factories import event, jsonl_bytes, write_landing
+from factories import event, jsonl_bytes, local_resources, write_landing
 
 
 def test_band_learns_median_and_robust_spread_and_ignores_outlier_days() -> None:
@@ -102,12 +100,7 @@ def test_replay_after_a_contract_fix_reconciles_without_duplicates(
 
 @pytest.fixture
 def resources(tmp_path: Path) -> dict[str, dg.ConfigurableResource]:
-    s3 = S3Resource(region_name="us-east-1")
-    return {
-        "landing": FileStoreResource(uri=str(tmp_path / "landing"), s3=s3, settle_seconds=0),
-        "history": FileStoreResource(uri=str(tmp_path / "history"), s3=s3),
-        "lakehouse": LakehouseResource(lake_dir=str(tmp_path / "lake"), warehouse_path=str(tmp_path / "wh.duckdb")),
-    }
+    return local_resources(tmp_path)
 
 
 def demo_history(path: Path, days: int, **options: object) -> list[str]:

@@ -2,16 +2,15 @@
 
 import datetime as dt
 import json
-from typing import Any
 
 import dagster as dg
 
 from dataplatform.defs.features.assets import FEATURE_DISTRIBUTIONS, TRAINING_EXAMPLES
 from dataplatform.defs.ingestion.assets import SETTINGS, daily_partitions
-from dataplatform.defs.ingestion.schedules import yesterday
 from dataplatform.defs.ml.assets import CHALLENGER, CHAMPION, TRAINING_SET
 from dataplatform.defs.monitoring.assets import DRIFT_REPORT, MODEL_PERFORMANCE
 from dataplatform.defs.resources import AlertWebhookResource
+from dataplatform.defs.scheduling import daily_partition_schedule
 from dataplatform.lib.alerts import Alert
 from dataplatform.lib.retraining import DriftDay, PerformanceDay, retrain_decision
 
@@ -134,28 +133,18 @@ def drift_retraining_sensor(context: dg.SensorEvaluationContext, alerts: AlertWe
     )
 
 
-def _daily(job: Any, cron: str, days_back: int, description: str) -> dg.ScheduleDefinition:
-    @dg.schedule(
-        name=f"{job.name.removesuffix('_job')}_schedule",
-        cron_schedule=cron,
-        job=job,
-        execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=description,
-    )
-    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        scheduled = context.scheduled_execution_time - dt.timedelta(days=days_back - 1)
-        day = yesterday(scheduled)
-        return dg.RunRequest(run_key=f"{job.name}-{day}", partition_key=day)
-
-    return _schedule
-
-
-nightly_ml_schedule = _daily(
-    nightly_ml_job, "0 2 * * *", 1, "02:00 UTC: yesterday's features, drift report and estimated performance."
+nightly_ml_schedule = daily_partition_schedule(
+    "nightly_ml_schedule",
+    nightly_ml_job,
+    "0 2 * * *",
+    "02:00 UTC: yesterday's features, drift report and estimated performance.",
 )
-labelled_performance_schedule = _daily(
-    labelled_performance_job, "30 2 * * *", 2, "02:30 UTC: realized performance of the day before yesterday."
+labelled_performance_schedule = daily_partition_schedule(
+    "labelled_performance_schedule",
+    labelled_performance_job,
+    "30 2 * * *",
+    "02:30 UTC: realized performance of the day before yesterday.",
+    days_back=2,
 )
 
 

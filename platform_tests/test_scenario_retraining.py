@@ -15,6 +15,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "scenario"
 
 
 @pytest.mark.slow
+@pytest.mark.scenario
 def test_the_loop_retrains_on_drift_and_not_on_a_stationary_stream(tmp_path: Path) -> None:
     drifting, control = run_both(tmp_path)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ import polars as pl
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from threadpoolctl import threadpool_limits
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,10 @@ def domain_classifier_drift(
 
     def cv_auc(labels: np.ndarray) -> float:
         model = HistGradientBoostingClassifier(max_iter=60, learning_rate=0.1, random_state=seed)
-        scores = cross_val_predict(model, x, labels, cv=folds, method="predict_proba")[:, 1]
+        # One thread: OpenMP workers spin while waiting, and with other work on the cores the
+        # default threading runs several times slower (the same effect as in training).
+        with threadpool_limits(limits=1, user_api="openmp"):
+            scores = cross_val_predict(model, x, labels, cv=folds, method="predict_proba")[:, 1]
         return float(roc_auc_score(labels, scores))
 
     auc = cv_auc(y)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import multiprocessing
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -39,6 +40,7 @@ DAYS = 98  # 14 weeks
 FIRST_TRAINING_DAY = 44  # after the 28-day feature windows have filled up
 DRIFT_START_DAY = 56
 RETRAIN = [training_set, challenger_model, champion_model]
+SCENARIO_TIMEOUT_SECONDS = 40 * 60
 
 
 @dataclass
@@ -120,11 +122,15 @@ def run_scenario(
 
 
 def run_both(root: Path) -> tuple[ScenarioResult, ScenarioResult]:
-    """The drifting stream and a stationary control, in two processes (one per core)."""
-    with ProcessPoolExecutor(max_workers=2) as pool:
+    """The drifting stream and a stationary control, in two processes (one per core).
+
+    Spawned, not forked: forked workers inherit the parent's threads and locks (pytest's,
+    Dagster's), and under pytest in CI they died silently and left the parent waiting. The
+    timeout turns any such hang into a failure."""
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
         drifting = pool.submit(run_scenario, root / "drift", drift=True)
         control = pool.submit(run_scenario, root / "control", drift=False)
-        return drifting.result(), control.result()
+        return drifting.result(timeout=SCENARIO_TIMEOUT_SECONDS), control.result(timeout=SCENARIO_TIMEOUT_SECONDS)
 
 
 def plot(drifting: ScenarioResult, control: ScenarioResult, path: Path) -> None:

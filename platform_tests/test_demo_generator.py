@@ -298,9 +298,10 @@ def test_purchase_label_is_learnable_and_drift_changes_it() -> None:
     assert 0.01 < label.mean() < 0.15
     assert _auc(before["cheapness"].to_numpy(), label) > 0.65  # cheaper for its category → bought
     assert _auc(before["share"].to_numpy(), label) > 0.55  # a category the user likes → bought
-    # After drift, price matters more and category taste less.
+    # After drift the price effect reverses (users trade up: a model trained before ranks wrongly by price),
+    # and category taste matters less.
     after_label = after["bought"].to_numpy()
-    assert _auc(after["cheapness"].to_numpy(), after_label) > _auc(before["cheapness"].to_numpy(), label) + 0.03
+    assert _auc(after["cheapness"].to_numpy(), after_label) < 0.45
     assert _auc(after["share"].to_numpy(), after_label) < _auc(before["share"].to_numpy(), label) - 0.03
 
 

@@ -6,8 +6,9 @@ categories, price sensitivity and budget). Each session picks a category from th
 preferences, views a few products and runs each through a view → cart → remove/purchase
 funnel whose odds depend on those habits and product features, so the purchase label is
 learnable. Daily and weekly seasonality shape the volume; an optional drift gradually changes
-prices, the category mix, funnel rates, session lengths and the purchase relationship; an
-optional corruption step injects a known number of bad records of documented kinds.
+prices, the category mix, funnel rates, session lengths and the purchase relationship (taste
+matters less and users trade up: the price effect reverses, so a model trained before the drift
+ranks worse); an optional corruption step injects a known number of bad records of documented kinds.
 
 Everything is vectorized with NumPy / Polars (loops run over days, files or a handful of
 categories only) and every random draw comes from a stream keyed by (seed, purpose, day), so
@@ -491,7 +492,7 @@ class _Behaviour:
     price_factor: float  # prices rise with drift
     mean_products: float  # longer sessions
     w_affinity: float  # category preference matters less ...
-    w_price: float  # ... and price more
+    w_price: float  # ... and the price effect reverses (users trade up), which a fixed model gets wrong
     w_popularity: float
     cart_bias: float  # more carts ...
     buy_bias: float  # ... but fewer of them bought
@@ -503,7 +504,7 @@ class _Behaviour:
             price_factor=1.0 + 0.35 * s,
             mean_products=3.0 * (1.0 + 0.6 * s),
             w_affinity=0.8 * (1.0 - 0.5 * s),
-            w_price=1.3 * (1.0 + 0.8 * s),
+            w_price=1.3 * (1.0 - 1.5 * s),
             w_popularity=0.5 * (1.0 + 0.5 * s),
             cart_bias=-3.5 + 0.5 * s,
             buy_bias=-0.3 - 0.6 * s,

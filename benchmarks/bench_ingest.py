@@ -109,7 +109,7 @@ def landing_batches(landing: Path) -> tuple[LocalLanding, list[list[LandingFile]
 
 def run_ours(landing: Path, out: Path) -> dict[str, Any]:
     store, batches = landing_batches(landing)
-    lake = Lake(out / "lake")
+    lake = Lake.local(out / "lake")
     warehouse_path = out / "warehouse" / "warehouse.duckdb"
     phases = dict.fromkeys(("read", "transform", "write", "merge"), 0.0)
     totals = dict.fromkeys(("rows_in", "rows_valid", "rows_quarantined", "rows_duplicate"), 0)

@@ -487,7 +487,7 @@ def assert_contract_and_lake_agree(lake: Lake, events: pl.DataFrame, quarantine:
     """Valid rows satisfy the contract, ids are unique, and the lake holds exactly the warehouse's rows."""
     EventRecord.validate(events.select(CONTRACT_COLUMNS))
     assert events["event_id"].n_unique() == events.height
-    event_files = sorted(lake.events_root.glob("event_date=*/*.parquet"))
+    event_files = sorted((lake.storage.root / "events").glob("event_date=*/*.parquet"))
     lake_events = pl.read_parquet(event_files, hive_partitioning=True) if event_files else None
     key = ["event_id", "source_file", "source_row", "batch_id", "event_date"]
     if lake_events is None:
@@ -500,7 +500,7 @@ def assert_contract_and_lake_agree(lake: Lake, events: pl.DataFrame, quarantine:
             .sort("event_id")
             .equals(events.select(CONTRACT_COLUMNS).sort("event_id"))
         )
-    quarantine_files = sorted(lake.quarantine_root.glob("*.parquet"))
+    quarantine_files = sorted((lake.storage.root / "quarantine").glob("*.parquet"))
     lake_quarantine = pl.read_parquet(quarantine_files) if quarantine_files else pl.DataFrame()
 
     def rows(frame: pl.DataFrame) -> list[tuple[object, ...]]:
@@ -629,7 +629,7 @@ def test_landing_keys_never_leave_the_root(landing_dir: Path, lake: Lake, wareho
     forged = [listed[0], LandingFile(0.0, "../secret.jsonl", secret.stat().st_size, "1")]
     with pytest.raises(ValueError):
         ingest_batch(store=store, files=forged, lake=lake, warehouse_path=warehouse_path, batch_id="b", mode="stream")
-    assert not warehouse_path.exists() and not lake.root.exists()
+    assert not warehouse_path.exists() and not lake.storage.root.exists()
 
 
 def append(path: Path, data: bytes, *, bump_ns: int = 10**9) -> None:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster_aws.s3 import S3Resource
 
 from dataplatform.definitions import defs
 from dataplatform.defs.ingestion.assets import HISTORY_EVENTS, LANDING_EVENTS, history_events, landing_events
@@ -69,7 +70,10 @@ def test_sensor_ticks_drive_runs_until_the_landing_zone_is_drained(tmp_path: Pat
 
 def test_sensor_retries_a_failed_batch_under_a_new_run_key(tmp_path: Path, resources: dict) -> None:
     write_landing(tmp_path / "landing", "a.jsonl", jsonl_bytes([event(1)]))
-    broken = {**resources, "lakehouse": LakehouseResource(lake_dir="/proc/forbidden", warehouse_path="/proc/x.duckdb")}
+    broken = {
+        **resources,
+        "lakehouse": LakehouseResource(s3=S3Resource(), lake_uri="/proc/forbidden", warehouse_path="/proc/x.duckdb"),
+    }
     with dg.instance_for_test() as instance:
         first = tick(instance, broken)
         request = first.run_requests[0]

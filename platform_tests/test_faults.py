@@ -54,7 +54,7 @@ def query(warehouse_path: Path, sql: str, wait_seconds: float = 30.0) -> list[tu
 
 def assert_no_partial_files(lake: Lake) -> None:
     """Under a final name every file is complete; only hidden `.*.tmp` files may be left over by a kill."""
-    for path in lake.root.rglob("*"):
+    for path in lake.storage.root.rglob("*"):
         if not path.is_file():
             continue
         if path.name.startswith("."):
@@ -68,7 +68,7 @@ def assert_no_partial_files(lake: Lake) -> None:
 
 
 def ledger_markers(lake: Lake) -> list[Path]:
-    return [p for p in (lake.root / "_ledger").rglob("*.json") if not p.name.startswith(".")]
+    return [p for p in (lake.storage.root / "_ledger").rglob("*.json") if not p.name.startswith(".")]
 
 
 def assert_consistent(lake: Lake, warehouse_path: Path, expected_ids: set[str], landing_keys: set[str]) -> None:
@@ -83,9 +83,11 @@ def assert_consistent(lake: Lake, warehouse_path: Path, expected_ids: set[str], 
     assert set(ids) == expected_ids, f"{len(expected_ids - set(ids))} events lost, {len(set(ids) - expected_ids)} extra"
     assert checks and all(check["ok"] for check in checks), [c for c in checks if not c["ok"]]
     assert dict(files) == {key: ["ingested"] for key in landing_keys}
-    lake_ids = pl.read_parquet(lake.events_glob(), hive_partitioning=True)["event_id"].to_list()
+    lake_ids = pl.read_parquet(
+        str(lake.storage.root / "events" / "event_date=*" / "*.parquet"), hive_partitioning=True
+    )["event_id"].to_list()
     assert sorted(lake_ids) == sorted(ids), "the lake and the warehouse differ"
-    ledger_keys = {json.loads(p.read_text())["key"] for p in (lake.root / "_ledger" / "files").glob("*.json")}
+    ledger_keys = {json.loads(p.read_text())["key"] for p in (lake.storage.root / "_ledger" / "files").glob("*.json")}
     assert ledger_keys == landing_keys
 
 
@@ -118,7 +120,7 @@ INGEST_SCRIPT = textwrap.dedent(
     print("ready", flush=True)
     sys.stdin.readline()
     started = time.time()
-    report = ingest_batch(store=store, files=files, lake=Lake(Path(lake)), warehouse_path=Path(wh),
+    report = ingest_batch(store=store, files=files, lake=Lake.local(Path(lake)), warehouse_path=Path(wh),
                           batch_id=batch_id_for(prefix, files), mode="stream")
     print(json.dumps({"started": started, "finished": time.time(), "batch_id": report.batch_id,
                       "lock_refusals": lock_refusals, "rows_valid": report.rows_valid,
@@ -188,7 +190,7 @@ def kill_landing(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[st
 def state_after_kill(lake: Lake, warehouse_path: Path) -> str:
     """How far the killed run got: which of lake, warehouse and ledger it had written."""
     events = query(warehouse_path, "SELECT count(*) FROM events")[0][0] if warehouse_path.exists() else 0
-    lake_files = [p for p in lake.root.rglob("*.parquet") if not p.name.startswith(".")]
+    lake_files = [p for p in lake.storage.root.rglob("*.parquet") if not p.name.startswith(".")]
     markers = len(ledger_markers(lake))
     if markers == 2 * KILL_FILES:
         return "complete"
@@ -210,8 +212,8 @@ def test_ingest_killed_at_random_moments_is_completed_by_a_rerun(
         # Stratified: one random delay in each twentieth of a clean run, so the kills cover every phase.
         delay = (trial + rng.random()) / KILL_TRIALS * duration
         root = tmp_path / f"trial-{trial:02d}"
-        lake, warehouse_path = Lake(root / "lake"), root / "wh.duckdb"
-        proc = spawn_ingest(landing, lake.root, warehouse_path)
+        lake, warehouse_path = Lake.local(root / "lake"), root / "wh.duckdb"
+        proc = spawn_ingest(landing, lake.storage.root, warehouse_path)
         go(proc)
         time.sleep(delay)
         proc.kill()
@@ -360,7 +362,7 @@ def test_daemon_killed_while_files_stream_in_loses_and_doubles_nothing(tmp_path:
     )
     assert statuses_by_file(warehouse_path) == {name: ["ingested"] for name in names}
     expected = {f"e{100_000 + k * EVENTS_PER_FILE + i}" for k in range(DAEMON_FILES) for i in range(EVENTS_PER_FILE)}
-    assert_consistent(Lake(data_dir / "lake"), warehouse_path, expected, set(names))
+    assert_consistent(Lake.local(data_dir / "lake"), warehouse_path, expected, set(names))
     # No batch ran to success twice (retries of failed attempts are fine), and the sensor never requested a
     # run_key twice (Dagster's own re-execution of a failed run carries its parent's run_key, and a parent tag).
     landing_runs = [r for r in runs if r.job_name == LANDING_JOB]
@@ -389,11 +391,11 @@ def test_concurrent_writers_all_succeed_and_nothing_is_lost(tmp_path: Path) -> N
     for k, name in enumerate(names):
         write_landing(landing, name, jsonl_bytes([event(k * step + i) for i in range(EVENTS_PER_WRITER_FILE)]))
     expected = {f"e{n}" for n in range(len(names) * step + OVERLAP)}
-    lake, warehouse_path = Lake(tmp_path / "lake"), tmp_path / "warehouse" / "wh.duckdb"
+    lake, warehouse_path = Lake.local(tmp_path / "lake"), tmp_path / "warehouse" / "wh.duckdb"
 
     writers = [
         spawn_ingest(
-            landing, lake.root, warehouse_path, f"w{w}", tuple(names[w * FILES_PER_WRITER :][:FILES_PER_WRITER])
+            landing, lake.storage.root, warehouse_path, f"w{w}", tuple(names[w * FILES_PER_WRITER :][:FILES_PER_WRITER])
         )
         for w in range(WRITERS)
     ]
@@ -429,7 +431,7 @@ HOLD_SECONDS = 4.0
 
 @pytest.mark.parametrize("mode", ["read_write", "read_only"])
 def test_a_process_holding_the_warehouse_only_delays_a_run(tmp_path: Path, mode: str) -> None:
-    landing, lake, warehouse_path = tmp_path / "landing", Lake(tmp_path / "lake"), tmp_path / "wh.duckdb"
+    landing, lake, warehouse_path = tmp_path / "landing", Lake.local(tmp_path / "lake"), tmp_path / "wh.duckdb"
     write_landing(landing, "a.jsonl", jsonl_bytes([event(i) for i in range(100)]))
     in_process_ingest(landing, lake, warehouse_path)
     write_landing(landing, "b.jsonl", jsonl_bytes([event(i) for i in range(100, 300)]))
@@ -484,7 +486,7 @@ def test_s3_outage_mid_batch_writes_nothing_and_a_rerun_ingests_everything_once(
     server.start()
     port = server.get_host_and_port()[1]
     endpoint = f"http://127.0.0.1:{port}"
-    lake, warehouse_path = Lake(tmp_path / "lake"), tmp_path / "wh.duckdb"
+    lake, warehouse_path = Lake.local(tmp_path / "lake"), tmp_path / "wh.duckdb"
     reads: list[str] = []
 
     class OutageAfterFirstRead(S3Landing):
@@ -511,7 +513,7 @@ def test_s3_outage_mid_batch_writes_nothing_and_a_rerun_ingests_everything_once(
         print(f"\nafter {len(reads)} file read, the ingest raised {failure.type.__name__}: {failure.value}")
         assert len(reads) == 1
         # Nothing reached the lake, its ledger or the warehouse.
-        assert not [path for path in lake.root.rglob("*") if path.is_file()]
+        assert not [path for path in lake.storage.root.rglob("*") if path.is_file()]
         if warehouse_path.exists():
             assert query(warehouse_path, "SELECT count(*) FROM events")[0][0] == 0
         with pytest.raises(BotoCoreError):  # and while S3 is down, listing fails: no silent "no new files"
@@ -556,18 +558,18 @@ def test_a_file_where_the_lake_needs_a_folder_fails_clearly_and_a_rerun_after_th
     tmp_path: Path, day_files: tuple[Path, set[str], set[str]]
 ) -> None:
     landing, expected, keys = day_files
-    lake, warehouse_path = Lake(tmp_path / "lake"), tmp_path / "wh.duckdb"
-    lake.root.mkdir()
-    lake.events_root.write_text("not a folder")  # works as root too, unlike chmod
+    lake, warehouse_path = Lake.local(tmp_path / "lake"), tmp_path / "wh.duckdb"
+    lake.storage.root.mkdir()
+    (lake.storage.root / "events").write_text("not a folder")  # works as root too, unlike chmod
 
     with pytest.raises(OSError) as failure:
         in_process_ingest(landing, lake, warehouse_path)
     print(f"\n{failure.type.__name__}: {failure.value}")
-    assert str(lake.events_root) in str(failure.value)
+    assert str(lake.storage.root / "events") in str(failure.value)
     assert_nothing_committed(lake, warehouse_path)
-    assert not list(lake.root.rglob("*.parquet"))
+    assert not list(lake.storage.root.rglob("*.parquet"))
 
-    lake.events_root.unlink()  # the operator's fix; then the same batch again
+    (lake.storage.root / "events").unlink()  # the operator's fix; then the same batch again
     in_process_ingest(landing, lake, warehouse_path)
     assert_consistent(lake, warehouse_path, expected, keys)
 
@@ -576,25 +578,27 @@ def test_a_full_disk_under_the_lake_fails_clearly_and_a_rerun_after_the_fix_comp
     tmp_path: Path, day_files: tuple[Path, set[str], set[str]]
 ) -> None:
     landing, expected, keys = day_files
-    lake, warehouse_path = Lake(tmp_path / "lake"), tmp_path / "wh.duckdb"
-    lake.root.mkdir()
+    lake, warehouse_path = Lake.local(tmp_path / "lake"), tmp_path / "wh.duckdb"
+    lake.storage.root.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=24k", "tmpfs", str(lake.root)], capture_output=True, text=True
+        ["mount", "-t", "tmpfs", "-o", "size=24k", "tmpfs", str(lake.storage.root)], capture_output=True, text=True
     ) if shutil.which("mount") else None  # fmt: skip
     if mounted is None or mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() if mounted else 'no mount command'}")
     try:
         with pytest.raises(OSError) as failure:
             in_process_ingest(landing, lake, warehouse_path)
-        written = sorted(str(p.relative_to(lake.root)) for p in lake.root.rglob("*") if p.is_file())
+        written = sorted(str(p.relative_to(lake.storage.root)) for p in lake.storage.root.rglob("*") if p.is_file())
         print(f"\n{failure.type.__name__}: {failure.value}\nleft in the full lake: {written}")
-        assert str(lake.events_root) in str(failure.value) and "No space left on device" in str(failure.value)
+        assert str(lake.storage.root / "events") in str(failure.value) and "No space left on device" in str(
+            failure.value
+        )
         assert_no_partial_files(lake)  # complete files of some days may be there; nothing partial, no temp file
         assert not [name for name in written if Path(name).name.startswith(".")]
         assert_nothing_committed(lake, warehouse_path)
 
-        subprocess.run(["mount", "-o", "remount,size=64m", str(lake.root)], check=True)  # space freed
+        subprocess.run(["mount", "-o", "remount,size=64m", str(lake.storage.root)], check=True)  # space freed
         in_process_ingest(landing, lake, warehouse_path)
         assert_consistent(lake, warehouse_path, expected, keys)
     finally:
-        subprocess.run(["umount", str(lake.root)], check=True)
+        subprocess.run(["umount", str(lake.storage.root)], check=True)

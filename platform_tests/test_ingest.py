@@ -42,7 +42,9 @@ def snapshot(warehouse_path: Path) -> dict[str, pl.DataFrame]:
 
 
 def lake_events(lake: Lake) -> pl.DataFrame:
-    return pl.read_parquet(lake.events_glob(), hive_partitioning=True).sort("event_id")
+    return pl.read_parquet(
+        str(lake.storage.root / "events" / "event_date=*" / "*.parquet"), hive_partitioning=True
+    ).sort("event_id")
 
 
 def mixed_landing(landing: Path) -> int:
@@ -66,7 +68,7 @@ def test_batch_reconciles_and_lands_in_lake_and_warehouse(landing_dir: Path, lak
     ]  # fmt: skip
     lake_rows = lake_events(lake)
     assert lake_rows["event_id"].to_list() == tables["events"]["event_id"].to_list()
-    assert sorted(p.parent.name for p in lake.events_root.glob("*/*.parquet")) == [
+    assert sorted(p.parent.name for p in (lake.storage.root / "events").glob("*/*.parquet")) == [
         "event_date=2026-03-01", "event_date=2026-03-02", "event_date=2026-03-03"
     ]  # fmt: skip
 
@@ -75,12 +77,12 @@ def test_running_a_batch_twice_changes_nothing(landing_dir: Path, lake: Lake, wa
     mixed_landing(landing_dir)
     ingest_all(landing_dir, lake, warehouse_path)
     first = snapshot(warehouse_path)
-    files_before = sorted(lake.root.rglob("*.parquet"))
+    files_before = sorted(lake.storage.root.rglob("*.parquet"))
     ingest_all(landing_dir, lake, warehouse_path)
     second = snapshot(warehouse_path)
     for name in first:
         assert first[name].equals(second[name]), name
-    assert sorted(lake.root.rglob("*.parquet")) == files_before
+    assert sorted(lake.storage.root.rglob("*.parquet")) == files_before
 
 
 def test_redelivered_file_under_another_name_is_a_no_op(landing_dir: Path, lake: Lake, warehouse_path: Path) -> None:
@@ -125,7 +127,7 @@ def test_streaming_and_history_paths_produce_identical_rows(tmp_path: Path) -> N
                 write_landing(landing, f"part-{i:03d}.jsonl", jsonl_bytes(records[i : i + 4]))
         else:  # one compressed dump for the day
             write_landing(landing, "dump.jsonl.gz", gzip_bytes(jsonl_bytes(records)))
-        lake = Lake(tmp_path / mode / "lake")
+        lake = Lake.local(tmp_path / mode / "lake")
         ingest_all(landing, lake, tmp_path / mode / "wh.duckdb", prefix=mode)
         outputs[mode] = snapshot(tmp_path / mode / "wh.duckdb")["events"].select(CONTENT_COLUMNS)
     assert outputs["stream"].height == 30  # the NaN price is quarantined, e2 repeats
@@ -143,7 +145,7 @@ KILLABLE_INGEST = textwrap.dedent(
     store = LocalLanding(landing)
     files = store.list_files(1000)
     print("ready", flush=True)
-    ingest_batch(store=store, files=files, lake=Lake(lake), warehouse_path=wh,
+    ingest_batch(store=store, files=files, lake=Lake.local(lake), warehouse_path=wh,
                  batch_id=batch_id_for("stream", files), mode="stream")
     print("done", flush=True)
     """
@@ -179,9 +181,9 @@ def test_run_killed_mid_way_can_simply_be_run_again(
     time.sleep(duration * fraction)  # kill points spread over the phases of one run
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    lake = Lake(tmp_path / "lake")
+    lake = Lake.local(tmp_path / "lake")
     # Whatever the moment of the kill, readers never see a partial file under a final name.
-    visible = [p for p in lake.root.rglob("*.parquet") if not p.name.startswith(".")]
+    visible = [p for p in lake.storage.root.rglob("*.parquet") if not p.name.startswith(".")]
     for path in visible:
         pl.read_parquet(path)
 

@@ -66,7 +66,9 @@ def test_burst_of_10000_files_drains_in_bounded_ticks(
         write_landing(landing, f"burst-{i:05d}.jsonl", jsonl_bytes(records))
     resources = {
         "landing": FileStoreResource(uri=str(landing), s3=S3Resource(region_name="us-east-1"), settle_seconds=0),
-        "lakehouse": LakehouseResource(lake_dir=str(tmp_path / "lake"), warehouse_path=str(tmp_path / "wh.duckdb")),
+        "lakehouse": LakehouseResource(
+            s3=S3Resource(), lake_uri=str(tmp_path / "lake"), warehouse_path=str(tmp_path / "wh.duckdb")
+        ),
     }
     listed: list[int] = []
     list_files = LocalLanding.list_files
@@ -157,7 +159,7 @@ landing, out = Path(sys.argv[1]), Path(sys.argv[2])
 store = LocalLanding(landing)
 files = store.list_files(10)
 start = time.perf_counter()
-report = ingest_batch(store=store, files=files, lake=Lake(out / "lake"), warehouse_path=out / "wh.duckdb",
+report = ingest_batch(store=store, files=files, lake=Lake.local(out / "lake"), warehouse_path=out / "wh.duckdb",
                       batch_id=batch_id_for("stream", files), mode="stream")
 seconds = time.perf_counter() - start
 peak = next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-import boto3
 import dagster as dg
 import psycopg2
 import pytest
@@ -30,7 +29,6 @@ import yaml
 from dagster._core.instance.config import dagster_instance_config
 from dagster._serdes.config_class import ConfigurableClassData
 from dagster_aws.s3 import S3Resource
-from moto.server import ThreadedMotoServer
 
 from dataplatform.defs.ingestion.assets import LANDING_EVENTS, landing_events
 from dataplatform.defs.ingestion.sensors import landing_files_sensor
@@ -62,11 +60,12 @@ DUMMY_ENV = {
     "DAGSTER_K8S_PG_PASSWORD_SECRET": "dagster-postgresql-secret",
 }
 # Where the data lives: meaningless defaults inside a pod, so every run pod must receive them.
+LAKE_BUCKET = "dataplatform-lake"
 LOCATION_SETTINGS = {
     "DP_DATA_DIR",
     "DP_LANDING_URI",
     "DP_HISTORY_URI",
-    "DP_LAKE_DIR",
+    "DP_LAKE_URI",
     "DP_WAREHOUSE_PATH",
     "DP_MODELS_URI",
 }
@@ -344,23 +343,13 @@ def postgres() -> Iterator[Postgres]:
 
 
 @pytest.fixture
-def s3_compute_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
-    """moto's S3 server on 127.0.0.1 with the compute-log bucket; fake credentials, no ~/.aws."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1", "DAGSTER_COMPUTE_LOG_BUCKET": "dagster-logs",
-        "AWS_CONFIG_FILE": str(tmp_path / "aws-config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-creds"),
-    }.items():  # fmt: skip
-        monkeypatch.setenv(name, value)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
-        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        client.create_bucket(Bucket="dagster-logs")
-        yield endpoint, client
-    finally:
-        server.stop()
+def s3_compute_logs(moto_endpoint: str, s3_client: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Any]:
+    """moto's S3 server on 127.0.0.1 with the compute-log and lake buckets."""
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("DAGSTER_COMPUTE_LOG_BUCKET", "dagster-logs")
+    for bucket in ("dagster-logs", LAKE_BUCKET):
+        s3_client.create_bucket(Bucket=bucket)
+    return moto_endpoint, s3_client
 
 
 def write_instance_yaml(dagster_home: Path, s3_endpoint: str) -> dict[str, Any]:
@@ -394,7 +383,12 @@ def test_sensor_tick_and_materialization_with_dagster_storage_on_postgres(
     resources = {
         "landing": FileStoreResource(uri=str(landing), s3=s3_resource, settle_seconds=0),
         "history": FileStoreResource(uri=str(tmp_path / "history"), s3=s3_resource),
-        "lakehouse": LakehouseResource(lake_dir=str(tmp_path / "lake"), warehouse_path=str(tmp_path / "wh.duckdb")),
+        # The profile's lake: on S3 (moto), through the same dagster-aws resource.
+        "lakehouse": LakehouseResource(
+            s3=S3Resource(endpoint_url=endpoint, region_name="us-east-1"),
+            lake_uri=f"s3://{LAKE_BUCKET}/lake",
+            warehouse_path=str(tmp_path / "wh.duckdb"),
+        ),
     }
 
     started = time.perf_counter()
@@ -430,6 +424,12 @@ def test_sensor_tick_and_materialization_with_dagster_storage_on_postgres(
         # The step held the `duckdb_writer` pool's one slot (default_limit: 1), kept in PostgreSQL, and let it go.
         pool = instance.event_log_storage.get_concurrency_info("duckdb_writer")
         assert (pool.limit, pool.slot_count, pool.claimed_slots, pool.pending_steps) == (1, 1, [], [])
+
+        # The batch's Parquet and ledger markers are objects in the lake bucket.
+        lake_keys = [o["Key"] for o in s3.list_objects_v2(Bucket=LAKE_BUCKET)["Contents"]]
+        assert any(k.startswith("lake/events/event_date=") and k.endswith(".parquet") for k in lake_keys)
+        assert any(k.startswith("lake/quarantine/") for k in lake_keys)
+        assert sum(k.startswith("lake/_ledger/files/") for k in lake_keys) == 2
 
         # A second tick sees the finished run in PostgreSQL and the files in the ledger: nothing to do.
         with dg.build_sensor_context(instance=instance, resources=resources, cursor=tick.cursor) as context:

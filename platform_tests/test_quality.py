@@ -68,7 +68,7 @@ def test_quarantine_contract_requires_named_reasons() -> None:
 def test_replay_after_a_contract_fix_reconciles_without_duplicates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    landing, lake, wh = tmp_path / "landing", Lake(tmp_path / "lake"), tmp_path / "wh.duckdb"
+    landing, lake, wh = tmp_path / "landing", Lake.local(tmp_path / "lake"), tmp_path / "wh.duckdb"
     records = [event(1), event(2, user_id=..., uid="u9"), event(3, user_id=..., uid="u8"), event(4, price=-1)]
     write_landing(landing, "a.jsonl", jsonl_bytes(records))
 
@@ -95,7 +95,7 @@ def test_replay_after_a_contract_fix_reconciles_without_duplicates(
     again = plan_replay(select_quarantined(lake, reasons=["user_id:missing"]))
     assert again.file_name == plan.file_name  # same selection, same file: the ledger makes it a no-op
     assert ingest("replay-").rows_in == 2  # the same file re-run is idempotent
-    assert pl.read_parquet(lake.events_glob())["event_id"].n_unique() == 3
+    assert pl.read_parquet(str(lake.storage.root / "events" / "event_date=*" / "*.parquet"))["event_id"].n_unique() == 3
 
 
 @pytest.fixture
@@ -167,7 +167,7 @@ def test_a_bad_row_written_behind_the_platforms_back_fails_schema_conformance(tm
     days = demo_history(tmp_path / "history", 1)
     materialize_days(resources, days, history_events)
     lake = resources["lakehouse"].lake()
-    path = next(lake.events_root.glob(f"event_date={days[0]}/*.parquet"))
+    path = next((lake.storage.root / "events").glob(f"event_date={days[0]}/*.parquet"))
     frame = pl.read_parquet(path)
     frame.with_columns(
         pl.when(pl.int_range(pl.len()) == 0).then(-5.0).otherwise(pl.col("price")).alias("price")

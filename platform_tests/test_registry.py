@@ -6,18 +6,14 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import boto3
 import joblib
 import numpy as np
 import polars as pl
 import pytest
-from moto.server import ThreadedMotoServer
 
 from dataplatform.lib.registry import (
     ArtifactIntegrityError,
@@ -79,29 +75,10 @@ def register(registry: ModelRegistry, trained: TrainedModel, notes: str = "") ->
 # --- S3 on moto's server ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        _, port = server.get_host_and_port()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def s3(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
-    with urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")) as reply:
-        assert reply.status == 200
-    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name=REGION)
-    client.create_bucket(Bucket=BUCKET)
-    return client
+def s3(s3_client: Any) -> Any:
+    s3_client.create_bucket(Bucket=BUCKET)
+    return s3_client
 
 
 # --- tests ----------------------------------------------------------------------------------------

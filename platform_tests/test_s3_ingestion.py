@@ -5,27 +5,26 @@ real (ephemeral) instance, runs execute the assets, and the checks read the ware
 """
 
 import json
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import dagster as dg
 import pytest
 from dagster_aws.s3 import S3Resource
-from moto.server import ThreadedMotoServer
 
 from dataplatform.defs.ingestion.assets import history_events, landing_events
 from dataplatform.defs.ingestion.sensors import landing_files_sensor
+from dataplatform.defs.quality.assets import warehouse_events
 from dataplatform.defs.resources import FileStoreResource, LakehouseResource
-from dataplatform.lib import warehouse
+from dataplatform.lib import lakeread, warehouse
 from factories import event, gzip_bytes, jsonl_bytes
 
 LANDING_BUCKET = "landing-bucket"
 LANDING_PREFIX = "incoming/"
 HISTORY_BUCKET = "history-bucket"
 HISTORY_PREFIX = "dumps/"
+LAKE_BUCKET = "lake-bucket"
 REGION = "us-east-1"
 LANDING_OP = landing_events.op.name
 
@@ -35,44 +34,25 @@ Resources = dict[str, dg.ConfigurableResource]
 # --- fixtures ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    """One S3 server (moto, HTTP on 127.0.0.1) for the module; each test resets it."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        _, port = server.get_host_and_port()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def s3(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A boto3 client on an empty S3 holding the two buckets; fake credentials, no ~/.aws."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
-    reset = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
-    with urllib.request.urlopen(reset) as response:
-        assert response.status == 200
-    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name=REGION)
-    for bucket in (LANDING_BUCKET, HISTORY_BUCKET):
-        client.create_bucket(Bucket=bucket)
-    return client
+def s3(s3_client: Any) -> Any:
+    """The landing, history and lake buckets on an empty S3 server."""
+    for bucket in (LANDING_BUCKET, HISTORY_BUCKET, LAKE_BUCKET):
+        s3_client.create_bucket(Bucket=bucket)
+    return s3_client
 
 
-@pytest.fixture
-def resources(s3: Any, moto_endpoint: str, tmp_path: Path) -> Resources:
-    """As `dataplatform.defs.resources.build_resources` builds them, pointed at moto."""
+@pytest.fixture(params=["local lake", "lake on s3"])
+def resources(request: pytest.FixtureRequest, s3: Any, moto_endpoint: str, tmp_path: Path) -> Resources:
+    """As `dataplatform.defs.resources.build_resources` builds them, pointed at moto; the lake in a
+    local folder (the default profile) or on S3 as well (the production profile)."""
     s3_resource = S3Resource(endpoint_url=moto_endpoint, region_name=REGION)
+    lake_uri = f"s3://{LAKE_BUCKET}/lake" if request.param == "lake on s3" else str(tmp_path / "lake")
     return {
         # S3 reports LastModified in whole seconds and objects appear complete: no settle time needed.
         "landing": FileStoreResource(uri=f"s3://{LANDING_BUCKET}/incoming", s3=s3_resource, settle_seconds=0.0),
         "history": FileStoreResource(uri=f"s3://{HISTORY_BUCKET}/dumps", s3=s3_resource),
-        "lakehouse": LakehouseResource(lake_dir=str(tmp_path / "lake"), warehouse_path=str(tmp_path / "wh.duckdb")),
+        "lakehouse": LakehouseResource(s3=s3_resource, lake_uri=lake_uri, warehouse_path=str(tmp_path / "wh.duckdb")),
     }
 
 
@@ -317,3 +297,32 @@ def test_run_against_a_missing_bucket_fails_and_leaves_the_warehouse_unchanged(
     assert error is not None and error.cause is not None
     assert error.cause.cls_name in {"NoSuchBucket", "ClientError"}  # S3's refusal, not a vanished file
     assert snapshot(resources) == before
+
+
+# --- (d) the lake where the profile puts it -----------------------------------------------------------
+
+
+def test_the_days_quality_assets_read_the_lake_the_ingest_wrote(
+    s3: Any, resources: Resources, instance: dg.DagsterInstance
+) -> None:
+    put(s3, LANDING_PREFIX + "2026/03/01/clicks.jsonl", jsonl_bytes(CLICKS))
+    ingest_waiting_files(instance, resources)
+    lakehouse = resources["lakehouse"]
+    assert isinstance(lakehouse, LakehouseResource)
+    lake = lakehouse.lake()
+    [key] = lake.event_keys("2026-03-01")
+    if lakehouse.lake_uri.startswith("s3://"):  # the objects are in the lake bucket, none on local disk
+        stored = [o["Key"] for o in s3.list_objects_v2(Bucket=LAKE_BUCKET)["Contents"]]
+        assert f"lake/{key}" in stored and any(k.startswith("lake/_ledger/files/") for k in stored)
+
+    result = dg.materialize(
+        [warehouse_events], partition_key="2026-03-01", resources=resources, instance=instance, raise_on_error=False
+    )
+
+    assert result.success
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks and all(checks.values()), checks
+    [(in_warehouse,)] = query(resources, "SELECT count(*) FROM events WHERE \"timestamp\"::DATE = DATE '2026-03-01'")
+    metadata = result.asset_materializations_for_node(warehouse_events.op.name)[0].metadata
+    assert metadata["dagster/row_count"].value == in_warehouse == lakeread.events_for_days(lake, ["2026-03-01"]).height
+    assert in_warehouse > 0

@@ -13,9 +13,10 @@ from pydantic import Field
 from dataplatform.lib import warehouse
 from dataplatform.lib.alerts import Alert, deliver
 from dataplatform.lib.lake import Lake
-from dataplatform.lib.landing import LandingStore, open_store, split_s3_uri
+from dataplatform.lib.landing import LandingStore, open_store
 from dataplatform.lib.registry import ModelRegistry
 from dataplatform.lib.settings import Settings
+from dataplatform.lib.storage import open_storage
 
 
 class FileStoreResource(dg.ConfigurableResource):
@@ -33,13 +34,14 @@ class FileStoreResource(dg.ConfigurableResource):
 
 
 class LakehouseResource(dg.ConfigurableResource):
-    """The lake folder (Parquet, quarantine, ledger) and the DuckDB warehouse file."""
+    """The lake (Parquet, quarantine, ledger: a folder or `s3://bucket/prefix`) and the DuckDB warehouse file."""
 
-    lake_dir: str
+    lake_uri: str
     warehouse_path: str
+    s3: S3Resource
 
     def lake(self) -> Lake:
-        return Lake(Path(self.lake_dir))
+        return Lake.open(self.lake_uri, self.s3.get_client)
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[Any]:
@@ -54,10 +56,7 @@ class ModelRegistryResource(dg.ConfigurableResource):
     s3: S3Resource
 
     def registry(self) -> ModelRegistry:
-        if self.root.startswith("s3://"):
-            bucket, prefix = split_s3_uri(self.root)
-            return ModelRegistry.s3(self.s3.get_client(), bucket, prefix)
-        return ModelRegistry.local(self.root)
+        return ModelRegistry(open_storage(self.root, self.s3.get_client))
 
 
 class AlertWebhookResource(dg.ConfigurableResource):
@@ -94,7 +93,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "landing": FileStoreResource(uri=settings.landing_uri, s3=s3, settle_seconds=settings.settle_seconds),
         "history": FileStoreResource(uri=settings.history_uri, s3=s3),
-        "lakehouse": LakehouseResource(lake_dir=str(settings.lake_dir), warehouse_path=str(settings.warehouse_path)),
+        "lakehouse": LakehouseResource(lake_uri=settings.lake_uri, warehouse_path=str(settings.warehouse_path), s3=s3),
         "alerts": AlertWebhookResource(url=_env_secret("DP_ALERT_WEBHOOK_URL")),
         "models": ModelRegistryResource(root=settings.models_uri, s3=s3),
     }

@@ -1,49 +1,56 @@
-"""Training examples in the lake: one Parquet file per day, rewritten atomically."""
+"""Training examples in the lake: one Parquet file per day, rewritten atomically; training-set snapshots."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandera.polars as pa
 import polars as pl
 
 from dataplatform.lib.features import CATEGORICAL_FEATURES, EXAMPLE_SCHEMA, NUMERIC_FEATURES
-from dataplatform.lib.lake import Lake, write_parquet_atomically
+from dataplatform.lib.lake import Lake
 
-EXAMPLES_DIR = Path("features") / "training_examples"
-TRAINING_SETS_DIR = Path("ml") / "training_sets"
-
-
-def examples_path(lake: Lake, day: dt.date | str) -> Path:
-    return lake.root / EXAMPLES_DIR / f"event_date={day}" / "examples.parquet"
+EXAMPLES_DIR = "features/training_examples"
+EXAMPLES_FILE = "examples.parquet"
+TRAINING_SETS_DIR = "ml/training_sets"
 
 
-def write_examples(lake: Lake, day: dt.date | str, examples: pl.DataFrame) -> Path:
-    path = examples_path(lake, day)
-    write_parquet_atomically(examples, path)
-    return path
+def examples_key(day: dt.date | str) -> str:
+    return f"{EXAMPLES_DIR}/event_date={dt.date.fromisoformat(str(day))}/{EXAMPLES_FILE}"
+
+
+def write_examples(lake: Lake, day: dt.date | str, examples: pl.DataFrame) -> str:
+    """Write the day's examples; returns where they are (a path or an s3:// URI)."""
+    key = examples_key(day)
+    lake.write_parquet(key, examples)
+    return lake.describe(key)
 
 
 def read_examples(lake: Lake, days: Sequence[dt.date | str]) -> pl.DataFrame:
     """Examples of the given days that exist (an empty frame when none do)."""
-    paths = [p for p in (examples_path(lake, d) for d in days) if p.exists()]
-    return pl.read_parquet(paths) if paths else pl.DataFrame()
+    stored = set(lake.storage.keys(EXAMPLES_DIR))
+    return lake.read([k for k in (examples_key(d) for d in days) if k in stored])
 
 
 def example_days(lake: Lake) -> list[dt.date]:
-    root = lake.root / EXAMPLES_DIR
+    keys = lake.storage.keys(EXAMPLES_DIR)
     return sorted(
-        dt.date.fromisoformat(p.parent.name.split("=", 1)[1]) for p in root.glob("event_date=*/examples.parquet")
+        dt.date.fromisoformat(k.split("/")[-2].split("=", 1)[1]) for k in keys if k.endswith(f"/{EXAMPLES_FILE}")
     )
 
 
-def training_set_path(lake: Lake, fingerprint: str, part: str) -> Path:
+def training_set_key(fingerprint: str, part: str) -> str:
     """Snapshot of a training set (`part` = train | holdout), named by its data fingerprint."""
-    if not fingerprint.isalnum():
-        raise ValueError(f"bad fingerprint {fingerprint!r}")
-    return lake.root / TRAINING_SETS_DIR / f"{fingerprint}-{part}.parquet"
+    if not fingerprint.isalnum() or part not in ("train", "holdout"):
+        raise ValueError(f"bad training set name {fingerprint!r}, {part!r}")
+    return f"{TRAINING_SETS_DIR}/{fingerprint}-{part}.parquet"
+
+
+def read_training_set(lake: Lake, fingerprint: str, part: str) -> pl.DataFrame | None:
+    """A stored training-set snapshot, or None when it is not (or no longer) there."""
+    key = training_set_key(fingerprint, part)
+    return lake.read([key]) if lake.storage.exists(key) else None
 
 
 def training_contract() -> pa.DataFrameSchema:
@@ -66,5 +73,5 @@ def training_contract() -> pa.DataFrameSchema:
 
 def write_training_set(lake: Lake, fingerprint: str, train: pl.DataFrame, holdout: pl.DataFrame) -> None:
     """Keep what a model trained and was judged on, so drift can be measured against it later."""
-    write_parquet_atomically(holdout, training_set_path(lake, fingerprint, "holdout"))
-    write_parquet_atomically(train, training_set_path(lake, fingerprint, "train"))
+    lake.write_parquet(training_set_key(fingerprint, "holdout"), holdout)
+    lake.write_parquet(training_set_key(fingerprint, "train"), train)

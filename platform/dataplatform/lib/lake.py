@@ -1,60 +1,40 @@
 """The lake: validated events as date-partitioned Parquet, quarantine Parquet, and the ledger.
 
-Every file appears under its final name only once it is complete (written to a hidden
-temporary name in the same folder, flushed, then renamed), so readers never see a partial
-file. File names derive from the batch id, so re-running a batch overwrites its own files
-instead of adding new ones.
+The lake lives in object storage (`dataplatform.lib.storage`): a local folder by default,
+an S3 prefix in production. Every file appears under its final name only once it is
+complete, so readers never see a partial file. File names derive from the batch id, so
+re-running a batch overwrites its own files instead of adding new ones.
 
 The ledger records which landing files are ingested (by identity and by content hash). It
-is plain files, so sensors can read it without touching the single-writer DuckDB file.
+is plain objects, so sensors can read it without touching the single-writer DuckDB file.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
-import os
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from dataplatform.lib.landing import LandingFile
+from dataplatform.lib.storage import LocalStorage, ObjectStorage, open_storage, write_atomically
 
 EVENTS_DIR = "events"
 QUARANTINE_DIR = "quarantine"
 LEDGER_DIR = "_ledger"
+BATCHES_DIR = "_batches"  # per batch: the event files it wrote, so a re-run can remove stale ones
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` for a hidden temp file beside `path`, make it durable, rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        try:
-            write(tmp)
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except Exception as exc:
-            # Fix (platform_tests/test_faults.py, full disk): a full disk surfaced as an error naming no file
-            # (Polars: a ComputeError "...No space left on device (os error 28)"); say which file failed.
-            message = f"cannot write {path}: {exc}"
-            raise (OSError(exc.errno, message) if isinstance(exc, OSError) else OSError(message)) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+def _parquet_bytes(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="zstd", statistics=True)
+    return buffer.getvalue()
 
 
 def write_parquet_atomically(frame: pl.DataFrame, path: Path) -> None:
@@ -63,48 +43,85 @@ def write_parquet_atomically(frame: pl.DataFrame, path: Path) -> None:
 
 @dataclass(frozen=True)
 class Lake:
-    root: Path
+    storage: ObjectStorage
 
-    @property
-    def events_root(self) -> Path:
-        return self.root / EVENTS_DIR
+    @classmethod
+    def local(cls, root: Path | str) -> Lake:
+        return cls(LocalStorage(root))
 
-    @property
-    def quarantine_root(self) -> Path:
-        return self.root / QUARANTINE_DIR
+    @classmethod
+    def open(cls, uri: str, s3_client: Callable[[], Any]) -> Lake:
+        """A folder path, or `s3://bucket/prefix` (the client factory is called only for S3)."""
+        return cls(open_storage(uri, s3_client))
 
-    def events_glob(self) -> str:
-        return str(self.events_root / "event_date=*" / "*.parquet")
+    def describe(self, key: str = "") -> str:
+        return self.storage.describe(key)
 
-    def quarantine_glob(self) -> str:
-        return str(self.quarantine_root / "*.parquet")
+    # --- Parquet ---
 
-    def write_events(self, valid: pl.DataFrame, batch_id: str) -> list[Path]:
-        """One file per event date for this batch; stale files of an earlier attempt are removed."""
-        written: list[Path] = []
-        for (event_date,), part in (
-            valid.sort("event_date").partition_by("event_date", as_dict=True, maintain_order=True).items()
-        ):
-            path = self.events_root / f"event_date={event_date}" / f"{batch_id}.parquet"
-            write_parquet_atomically(part.drop("event_date"), path)
-            written.append(path)
-        keep = set(written)
-        for stale in self.events_root.glob(f"event_date=*/{batch_id}.parquet"):
-            if stale not in keep:
-                stale.unlink()
-        return written
+    def write_parquet(self, key: str, frame: pl.DataFrame) -> None:
+        path = self.storage.local_path(key)
+        if path is not None:  # straight to disk, no in-memory copy of the file
+            write_parquet_atomically(frame, path)
+        else:
+            self.storage.write(key, _parquet_bytes(frame))
 
-    def write_quarantine(self, quarantine: pl.DataFrame, batch_id: str) -> Path | None:
-        path = self.quarantine_root / f"{batch_id}.parquet"
+    def scan(self, keys: Sequence[str]) -> pl.LazyFrame:
+        """The files as one frame with the first file's columns (missing ones null, extra ones dropped)."""
+        paths = [self.storage.local_path(k) for k in keys]
+        if all(p is not None for p in paths):
+            return pl.scan_parquet(paths, missing_columns="insert", extra_columns="ignore")  # type: ignore[arg-type]
+        frames = [pl.read_parquet(io.BytesIO(self.storage.read(k))) for k in keys]
+        if not frames:
+            raise ValueError("no files to scan")
+        return pl.concat(frames, how="diagonal_relaxed").select(frames[0].columns).lazy()
+
+    def read(self, keys: Sequence[str]) -> pl.DataFrame:
+        return self.scan(keys).collect() if keys else pl.DataFrame()
+
+    # --- events and quarantine ---
+
+    @staticmethod
+    def event_key(day: dt.date | str, batch_id: str) -> str:
+        return f"{EVENTS_DIR}/event_date={day}/{batch_id}.parquet"
+
+    def event_keys(self, day: dt.date | str | None = None) -> list[str]:
+        """Event files of one day, or of every day."""
+        folder = f"{EVENTS_DIR}/event_date={day}" if day is not None else EVENTS_DIR
+        return [k for k in self.storage.keys(folder) if k.endswith(".parquet")]
+
+    def quarantine_keys(self) -> list[str]:
+        return [k for k in self.storage.keys(QUARANTINE_DIR) if k.endswith(".parquet")]
+
+    def write_events(self, valid: pl.DataFrame, batch_id: str) -> list[str]:
+        """One file per event date for this batch; files an earlier attempt wrote for other dates are removed."""
+        parts = valid.sort("event_date").partition_by("event_date", as_dict=True, maintain_order=True)
+        keys = [self.event_key(event_date, batch_id) for (event_date,) in parts]
+        manifest = f"{BATCHES_DIR}/{batch_id}.json"
+        try:
+            earlier = set(json.loads(self.storage.read(manifest)))
+        except LookupError:
+            earlier = set()
+        # Name every file before writing it, so a run killed mid-way leaves nothing a re-run cannot find.
+        self.storage.write(manifest, json.dumps(sorted(earlier | set(keys))).encode())
+        for key, part in zip(keys, parts.values(), strict=True):
+            self.write_parquet(key, part.drop("event_date"))
+        for stale in sorted(earlier - set(keys)):
+            self.storage.delete(stale)
+        self.storage.write(manifest, json.dumps(keys).encode())
+        return keys
+
+    def write_quarantine(self, quarantine: pl.DataFrame, batch_id: str) -> str | None:
+        key = f"{QUARANTINE_DIR}/{batch_id}.parquet"
         if quarantine.height == 0:
-            path.unlink(missing_ok=True)
+            self.storage.delete(key)
             return None
-        write_parquet_atomically(quarantine, path)
-        return path
+        self.write_parquet(key, quarantine)
+        return key
 
     @property
     def ledger(self) -> Ledger:
-        return Ledger(self.root / LEDGER_DIR)
+        return Ledger(self.storage)
 
 
 def _digest(text: str) -> str:
@@ -122,32 +139,38 @@ class LedgerEntry:
 
 @dataclass(frozen=True)
 class Ledger:
-    """Marker files: `files/<sha(identity)>.json` and `content/<sha256 of content>.json`."""
+    """Marker objects: `_ledger/files/<sha(identity)>.json` and `_ledger/content/<sha256 of content>.json`."""
 
-    root: Path
+    storage: ObjectStorage
 
-    def _identity_path(self, identity: str) -> Path:
-        return self.root / "files" / f"{_digest(identity)}.json"
+    @staticmethod
+    def _identity_key(identity: str) -> str:
+        return f"{LEDGER_DIR}/files/{_digest(identity)}.json"
 
-    def _content_path(self, content_sha256: str) -> Path:
-        return self.root / "content" / f"{content_sha256}.json"
+    @staticmethod
+    def _content_key(content_sha256: str) -> str:
+        if len(content_sha256) != 64 or not content_sha256.isalnum():
+            raise ValueError(f"not a sha256: {content_sha256!r}")
+        return f"{LEDGER_DIR}/content/{content_sha256}.json"
 
     def has_file(self, file: LandingFile) -> bool:
-        return self._identity_path(file.identity).exists()
+        return self.storage.exists(self._identity_key(file.identity))
 
     def content_batch(self, content_sha256: str) -> str | None:
         """The batch that ingested this content, if any."""
-        path = self._content_path(content_sha256)
         try:
-            return json.loads(path.read_text())["batch_id"]
-        except FileNotFoundError:
+            return json.loads(self.storage.read(self._content_key(content_sha256)))["batch_id"]
+        except LookupError:
             return None
+
+    def entries(self) -> list[LedgerEntry]:
+        return [LedgerEntry(**json.loads(self.storage.read(k))) for k in self.storage.keys(f"{LEDGER_DIR}/files")]
 
     def record(self, file: LandingFile, content_sha256: str, batch_id: str) -> None:
         entry = LedgerEntry(file.key, file.identity, content_sha256, batch_id, dt.datetime.now(dt.UTC).isoformat())
-        text = json.dumps(entry.__dict__)
-        content_path = self._content_path(content_sha256)
+        data = json.dumps(entry.__dict__).encode()
+        content_key = self._content_key(content_sha256)
         # The content marker names the first batch that ingested the content and never changes.
-        if not content_path.exists():
-            write_atomically(content_path, lambda tmp: tmp.write_text(text))
-        write_atomically(self._identity_path(file.identity), lambda tmp: tmp.write_text(text))
+        if not self.storage.exists(content_key):
+            self.storage.write(content_key, data)
+        self.storage.write(self._identity_key(file.identity), data)

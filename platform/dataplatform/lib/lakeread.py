@@ -17,28 +17,24 @@ from dataplatform.lib.transform import QUARANTINE_SCHEMA
 
 def events_for_days(lake: Lake, days: Sequence[dt.date | str]) -> pl.DataFrame:
     """Valid events of the given days (empty frame with no columns if none exist)."""
-    paths = [p for day in days for p in sorted((lake.events_root / f"event_date={day}").glob("*.parquet"))]
-    if not paths:
+    keys = [key for day in days for key in lake.event_keys(day)]
+    if not keys:
         return pl.DataFrame()
-    return pl.scan_parquet(paths).with_columns(pl.col("timestamp").dt.date().alias("event_date")).collect()
+    return lake.scan(keys).with_columns(pl.col("timestamp").dt.date().alias("event_date")).collect()
 
 
 def batch_ids_for_day(lake: Lake, day: dt.date | str) -> list[str]:
     """Batches that wrote events of `day` (lake file names are batch ids)."""
-    return sorted(p.stem for p in (lake.events_root / f"event_date={day}").glob("*.parquet"))
+    return sorted(key.rsplit("/", 1)[1].removesuffix(".parquet") for key in lake.event_keys(day))
 
 
 def quarantine_for_days(lake: Lake, days: Sequence[dt.date | str]) -> pl.DataFrame:
     """Quarantined records whose timestamp falls on the given days."""
-    paths = sorted(lake.quarantine_root.glob("*.parquet"))
+    keys = lake.quarantine_keys()
     wanted = [dt.date.fromisoformat(str(d)) for d in days]
-    if not paths:
+    if not keys:
         return pl.DataFrame(schema={**QUARANTINE_SCHEMA, "batch_id": pl.String})
-    return (
-        pl.scan_parquet(paths, missing_columns="insert", extra_columns="ignore")
-        .filter(pl.col("event_date").is_in(wanted))
-        .collect()
-    )
+    return lake.scan(keys).filter(pl.col("event_date").is_in(wanted)).collect()
 
 
 def days_before(day: dt.date | str, count: int) -> list[dt.date]:

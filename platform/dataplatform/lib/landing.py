@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from dataplatform.lib.storage import split_s3_uri
+
 # Producers write `.name.tmp` or `_name` first and rename when done; such names are not data yet.
 HIDDEN_PREFIXES = (".", "_")
 
@@ -135,12 +137,3 @@ def open_store(uri: str, s3_client: Callable[[], Any]) -> LandingStore:
         bucket, prefix = split_s3_uri(uri)
         return S3Landing(s3_client(), bucket, prefix)
     return LocalLanding(Path(uri))
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """`s3://bucket/some/prefix` -> ("bucket", "some/prefix")."""
-    rest = uri.removeprefix("s3://")
-    bucket, _, prefix = rest.partition("/")
-    if not bucket:
-        raise ValueError(f"not an s3 uri: {uri!r}")
-    return bucket, prefix

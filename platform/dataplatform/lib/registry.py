@@ -45,17 +45,19 @@ import math
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from dataplatform.lib.storage import LocalStorage, ObjectStorage, S3Storage, s3_client_from_env, split_s3_uri
+from dataplatform.lib.storage import NotFoundError as StorageNotFoundError
 
 if TYPE_CHECKING:
     from dataplatform.lib.training import TrainedModel
@@ -66,8 +68,6 @@ CHAMPION_NAME: Final = "champion.json"
 HISTORY_NAME: Final = "champion_history.jsonl"
 CARD_SCHEMA: Final = 1
 _VERSION_RE: Final = re.compile(r"v(\d{4,9})-([0-9a-f]{8})")
-_BUCKET_RE: Final = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
-_PREFIX_PART_RE: Final = re.compile(r"[A-Za-z0-9._=\-]+")
 
 
 class RegistryError(Exception):
@@ -82,7 +82,7 @@ class ArtifactIntegrityError(RegistryError):
     """The artifact's bytes do not hash to the sha256 recorded in its card."""
 
 
-class NotFoundError(RegistryError, LookupError):
+class NotFoundError(RegistryError, StorageNotFoundError):
     """A version, card or file that does not exist."""
 
 
@@ -164,106 +164,6 @@ def _canonical_column(series: pl.Series) -> tuple[str, list[bytes]]:
         body = b"" if data is None else data.to_pybytes()[int(offsets[0]) : int(offsets[-1])]
         return kind, [np.diff(offsets).astype("<i8").tobytes(), body]
     raise TypeError(f"cannot fingerprint column {series.name!r} of type {dtype}; drop or cast it first")
-
-
-# --- storage ---------------------------------------------------------------------------------------
-
-
-class Storage(Protocol):
-    """Flat key-value storage of bytes under a root; keys are ``/``-separated and built internally."""
-
-    def read(self, key: str) -> bytes: ...  # raises NotFoundError
-
-    def write(self, key: str, data: bytes) -> None: ...  # atomic per key
-
-    def children(self, folder: str) -> list[str]: ...  # immediate sub-folder names
-
-    def describe(self) -> str: ...
-
-
-class LocalStorage:
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
-
-    def _path(self, key: str) -> Path:
-        parts = key.split("/")
-        if any(part in ("", ".", "..") or not _PREFIX_PART_RE.fullmatch(part) for part in parts):
-            raise ValueError(f"unsafe storage key {key!r}")
-        return self.root.joinpath(*parts)
-
-    def read(self, key: str) -> bytes:
-        try:
-            return self._path(key).read_bytes()
-        except FileNotFoundError:
-            raise NotFoundError(f"{key} not found in {self.describe()}") from None
-
-    def write(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        try:  # make the rename durable
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(dir_fd)
-        except OSError:
-            pass
-        finally:
-            os.close(dir_fd)
-
-    def children(self, folder: str) -> list[str]:
-        path = self._path(folder)
-        if not path.is_dir():
-            return []
-        return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-    def describe(self) -> str:
-        return str(self.root)
-
-
-class S3Storage:
-    def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
-        if not _BUCKET_RE.fullmatch(bucket):
-            raise ValueError(f"invalid bucket name {bucket!r}")
-        parts = [p for p in prefix.split("/") if p]
-        if any(p in (".", "..") or not _PREFIX_PART_RE.fullmatch(p) for p in parts):
-            raise ValueError(f"unsafe S3 prefix {prefix!r}")
-        self.client, self.bucket, self.prefix = client, bucket, "/".join(parts)
-
-    def _key(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
-
-    def read(self, key: str) -> bytes:
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-        except self.client.exceptions.NoSuchKey:
-            raise NotFoundError(f"{key} not found in {self.describe()}") from None
-        return response["Body"].read()
-
-    def write(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
-
-    def children(self, folder: str) -> list[str]:
-        prefix = self._key(folder).rstrip("/") + "/"
-        names: list[str] = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=prefix, Delimiter="/"
-        ):
-            names.extend(cp["Prefix"][len(prefix) :].rstrip("/") for cp in page.get("CommonPrefixes", []))
-        return sorted(names)
-
-    def describe(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
 
 
 # --- records ----------------------------------------------------------------------------------------
@@ -370,7 +270,7 @@ def _window(training_window: tuple[date | str, date | str]) -> dict[str, str]:
 
 
 class ModelRegistry:
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: ObjectStorage) -> None:
         self.storage = storage
 
     @classmethod
@@ -442,7 +342,7 @@ class ModelRegistry:
     def get_card(self, version: str) -> ModelCard:
         try:
             raw = self.storage.read(self._key(version, CARD_NAME))
-        except NotFoundError:
+        except StorageNotFoundError:
             raise NotFoundError(f"no model version {version} in {self.storage.describe()}") from None
         card = ModelCard.from_dict(json.loads(raw))
         if card.version != version:
@@ -480,7 +380,7 @@ class ModelRegistry:
     def _pointer(self) -> ChampionRecord | None:
         try:
             raw = self.storage.read(CHAMPION_NAME)
-        except NotFoundError:
+        except StorageNotFoundError:
             return None
         return ChampionRecord.from_dict(json.loads(raw))
 
@@ -499,14 +399,14 @@ class ModelRegistry:
         """Every promotion and rollback, oldest first."""
         try:
             raw = self.storage.read(HISTORY_NAME).decode()
-        except NotFoundError:
+        except StorageNotFoundError:
             return []
         return [ChampionRecord.from_dict(json.loads(line)) for line in raw.splitlines() if line.strip()]
 
     def _set_champion(self, record: ChampionRecord) -> ChampionRecord:
         try:
             history = self.storage.read(HISTORY_NAME)
-        except NotFoundError:
+        except StorageNotFoundError:
             history = b""
         line = json.dumps(_jsonable(record.to_dict()), sort_keys=True, allow_nan=False).encode() + b"\n"
         self.storage.write(HISTORY_NAME, history + line)
@@ -581,12 +481,8 @@ def registry_from_root(root: str | None) -> ModelRegistry:
     if root is None:
         return ModelRegistry.local()
     if root.startswith("s3://"):
-        import boto3
-
-        bucket, _, prefix = root[len("s3://") :].partition("/")
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        client = boto3.client("s3", endpoint_url=os.environ.get("DP_S3_ENDPOINT_URL") or None, region_name=region)
-        return ModelRegistry.s3(client, bucket, prefix)
+        bucket, prefix = split_s3_uri(root)
+        return ModelRegistry.s3(s3_client_from_env(), bucket, prefix)
     return ModelRegistry.local(root)
 
 

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import polars as pl
 
-from dataplatform.lib.lake import Lake, write_atomically, write_parquet_atomically
+from dataplatform.lib.lake import Lake
 from dataplatform.lib.settings import Settings
+from dataplatform.lib.storage import s3_client_from_env, write_atomically
 
 REPLAY_DIR = "_replays"
 REPLAY_PREFIX = "replay"
@@ -48,10 +49,10 @@ def select_quarantined(
     batch_ids: list[str] | None = None,
 ) -> pl.DataFrame:
     """Quarantine rows matching every given filter (a reason filter matches any of the reasons)."""
-    paths = sorted(lake.quarantine_root.glob("*.parquet"))
-    if not paths:
+    keys = lake.quarantine_keys()
+    if not keys:
         return pl.DataFrame()
-    scan = pl.scan_parquet(paths, missing_columns="insert")
+    scan = lake.scan(keys)
     if reasons:
         scan = scan.filter(pl.col("reasons").list.eval(pl.element().is_in(reasons)).list.any())
     if since:
@@ -84,7 +85,7 @@ def write_replay(plan: ReplayPlan, landing_dir: Path, lake: Lake) -> Path:
         pl.lit(plan.file_name).alias("replay_file"),
         pl.lit(dt.datetime.now(dt.UTC), dtype=pl.Datetime("us", "UTC")).alias("replayed_at"),
     )
-    write_parquet_atomically(manifest, lake.root / REPLAY_DIR / f"{Path(plan.file_name).stem}.parquet")
+    lake.write_parquet(f"{REPLAY_DIR}/{Path(plan.file_name).stem}.parquet", manifest)
     return target
 
 
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     if settings.landing_uri.startswith("s3://"):
         print("replay writes into a local landing folder; with an S3 landing zone, upload the printed file")
-    lake = Lake(settings.lake_dir)
+    lake = Lake.open(settings.lake_uri, s3_client_from_env)
     selected = select_quarantined(lake, reasons=args.reason, since=args.since, until=args.until, batch_ids=args.batch)
     plan = plan_replay(selected)
     skipped = selected.height - plan.replayable.height

@@ -23,7 +23,7 @@ class Settings:
     data_dir: Path
     landing_uri: str  # local folder or s3://bucket/prefix
     history_uri: str  # local folder or s3://bucket/prefix, one `event_date=YYYY-MM-DD/` folder per day
-    lake_dir: Path
+    lake_uri: str  # local folder or s3://bucket/prefix
     warehouse_path: Path
     s3_endpoint_url: str | None
     aws_region: str
@@ -49,7 +49,7 @@ class Settings:
             data_dir=data_dir,
             landing_uri=_env("DP_LANDING_URI", str(data_dir / "landing")),
             history_uri=_env("DP_HISTORY_URI", str(data_dir / "history")),
-            lake_dir=Path(_env("DP_LAKE_DIR", str(data_dir / "lake"))),
+            lake_uri=_env("DP_LAKE_URI", str(data_dir / "lake")),
             warehouse_path=Path(_env("DP_WAREHOUSE_PATH", str(data_dir / "warehouse" / "warehouse.duckdb"))),
             s3_endpoint_url=os.environ.get("DP_S3_ENDPOINT_URL") or None,
             aws_region=_env("AWS_REGION", "us-east-1"),

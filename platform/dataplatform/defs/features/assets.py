@@ -60,7 +60,7 @@ def training_examples(context: dg.AssetExecutionContext, lakehouse: LakehouseRes
     )
     latest = events["timestamp"].max() if events.height else None
     mature = bool(latest and features.labelled_days(latest, [day]))
-    featurestore.write_examples(lake, day, examples)
+    location = featurestore.write_examples(lake, day, examples)
     report = check_contract(examples, model=featurestore.training_contract(), id_column="example_id")
     return dg.MaterializeResult(
         metadata={
@@ -68,7 +68,7 @@ def training_examples(context: dg.AssetExecutionContext, lakehouse: LakehouseRes
             "label_rate": dg.MetadataValue.float(float(examples["label"].mean() or 0.0) if examples.height else 0.0),
             "labels_mature": mature,
             "latest_event_seen": str(latest),
-            "path": str(featurestore.examples_path(lake, day)),
+            "path": location,
         },
         check_results=[
             dg.AssetCheckResult(

@@ -120,11 +120,8 @@ def training_set(
     train = train if train.height else pl.DataFrame(schema=features.EXAMPLE_SCHEMA)
     fingerprint = frame_fingerprint(train) if train.height else "empty"
     champion = models.registry().champion()
-    previous = (
-        pl.read_parquet(featurestore.training_set_path(lake, champion.data_fingerprint, "train"))
-        if champion and featurestore.training_set_path(lake, champion.data_fingerprint, "train").exists()
-        else pl.DataFrame()
-    )
+    previous = featurestore.read_training_set(lake, champion.data_fingerprint, "train") if champion else None
+    previous = previous if previous is not None else pl.DataFrame()
     contract = check_contract(train, model=featurestore.training_contract(), id_column="example_id")
     gate = training_gate(
         window=window,
@@ -170,11 +167,10 @@ def _load_sets(
         raise dg.Failure("ml/training_set has not been materialized")
     fingerprint = event.asset_materialization.metadata["fingerprint"].value
     lake = lakehouse.lake()
-    return (
-        str(fingerprint),
-        pl.read_parquet(featurestore.training_set_path(lake, str(fingerprint), "train")),
-        pl.read_parquet(featurestore.training_set_path(lake, str(fingerprint), "holdout")),
-    )
+    train, holdout = (featurestore.read_training_set(lake, str(fingerprint), part) for part in ("train", "holdout"))
+    if train is None or holdout is None:
+        raise dg.Failure(f"the training set snapshot {fingerprint} is missing from the lake ({lake.describe()})")
+    return str(fingerprint), train, holdout
 
 
 @dg.asset(

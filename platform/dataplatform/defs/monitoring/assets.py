@@ -88,11 +88,10 @@ def drift_report(
     day = dt.date.fromisoformat(context.partition_key)
     lake = lakehouse.lake()
     champion = models.registry().champion()
-    reference_path = featurestore.training_set_path(lake, champion.data_fingerprint, "train") if champion else None
+    reference = featurestore.read_training_set(lake, champion.data_fingerprint, "train") if champion else None
     current = featurestore.read_examples(lake, [day])
-    if champion is None or reference_path is None or not reference_path.exists() or current.height == 0:
+    if champion is None or reference is None or current.height == 0:
         return _no_champion("no_material_drift")
-    reference = pl.read_parquet(reference_path)
     columns = list(DRIFT_FEATURES)
     # Thresholds depend on the champion's window and on the sample size; days of similar size
     # (within a factor of 2**0.25) share them, so a day usually reads them from the cache.

@@ -8,6 +8,11 @@ Order matters for "nothing lost, nothing doubled":
 5. commit rows, quarantine, audit and file records in one DuckDB transaction;
 6. only then mark the landing files as ingested in the ledger.
 A crash between any two steps leaves a state that re-running the same batch completes.
+
+A JSONL file larger than `piece_bytes` is never held whole: it is read as a stream, in pieces
+of whole lines, and each piece goes through steps 1-5 as its own part (`<batch id>-part00001`,
+...; a part is a batch of its own in the audit table). The batch's own commit, with the small
+files and every file record, comes last, so a file is recorded only once all its parts are in.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +32,14 @@ import polars as pl
 from dataplatform.lib import warehouse
 from dataplatform.lib.lake import Lake
 from dataplatform.lib.landing import LandingFile, LandingStore
-from dataplatform.lib.readers import FileRejection, ParsedFile, read_landing_file
+from dataplatform.lib.readers import (
+    FileRejection,
+    ParsedFile,
+    check_jsonl_stream,
+    jsonl_pieces,
+    read_landing_file,
+    reads_in_pieces,
+)
 from dataplatform.lib.transform import QUARANTINE_SCHEMA, transform
 
 
@@ -49,6 +62,21 @@ class IngestReport:
     event_dates: list[str] = field(default_factory=list)
     top_reasons: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    parts: list[str] = field(default_factory=list)  # batch ids of the pieces of large files
+
+    def absorb(self, part: IngestReport) -> None:
+        """Add a part's counts to this batch's totals."""
+        self.rows_in += part.rows_in
+        self.rows_valid += part.rows_valid
+        self.rows_quarantined += part.rows_quarantined
+        self.rows_duplicate_in_batch += part.rows_duplicate_in_batch
+        self.rows_duplicate_existing += part.rows_duplicate_existing
+        self.event_dates = sorted({*self.event_dates, *part.event_dates})
+        for reason, count in part.top_reasons.items():
+            self.top_reasons[reason] = self.top_reasons.get(reason, 0) + count
+        self.top_reasons = dict(sorted(self.top_reasons.items(), key=lambda item: -item[1]))
+        for phase, seconds in part.seconds.items():
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
 
     @property
     def rows_duplicate(self) -> int:
@@ -78,19 +106,35 @@ class _ReadBatch:
     rejected: list[FileRejection] = field(default_factory=list)
     redelivered: list[tuple[LandingFile, str]] = field(default_factory=list)
     accepted: list[tuple[LandingFile, str, str]] = field(default_factory=list)  # file, sha, status
+    streamed: list[tuple[LandingFile, str]] = field(default_factory=list)  # large files to read in pieces, sha
 
 
-def _read_files(store: LandingStore, files: Sequence[LandingFile], lake: Lake, batch_id: str) -> _ReadBatch:
+def _check_streamed(store: LandingStore, file: LandingFile) -> FileRejection | tuple[LandingFile, str]:
+    with closing(store.open(file.key)) as stream:
+        sha, _, rejection = check_jsonl_stream(file.key, stream)
+    return rejection or (file, sha)
+
+
+def _read_files(
+    store: LandingStore, files: Sequence[LandingFile], lake: Lake, batch_id: str, piece_bytes: int
+) -> _ReadBatch:
     batch = _ReadBatch()
     seen_content: set[str] = set()
     for file in files:
-        data = store.read(file.key)
-        result = read_landing_file(file.key, data)
-        owner = lake.ledger.content_batch(result.content_sha256)
-        if result.content_sha256 in seen_content or (owner is not None and owner != batch_id):
-            batch.redelivered.append((file, result.content_sha256))
+        if reads_in_pieces(file.key, file.size, piece_bytes):
+            result: ParsedFile | FileRejection | tuple[LandingFile, str] = _check_streamed(store, file)
+        else:
+            result = read_landing_file(file.key, store.read(file.key))
+        sha = result[1] if isinstance(result, tuple) else result.content_sha256
+        owner = lake.ledger.content_batch(sha)
+        if sha in seen_content or (owner is not None and owner != batch_id):
+            batch.redelivered.append((file, sha))
             continue
-        seen_content.add(result.content_sha256)
+        seen_content.add(sha)
+        if isinstance(result, tuple):
+            batch.streamed.append(result)
+            batch.accepted.append((file, sha, "ingested"))
+            continue
         if isinstance(result, FileRejection):
             batch.rejected.append(result)
             batch.accepted.append((file, result.content_sha256, "rejected"))
@@ -122,10 +166,9 @@ def _rejections_as_quarantine(rejected: list[FileRejection]) -> pl.DataFrame:
     )
 
 
-def _files_frame(read: _ReadBatch, batch_id: str, now: dt.datetime) -> pl.DataFrame:
-    rows = [(f, sha, status) for f, sha, status in read.accepted] + [
-        (f, sha, "redelivered") for f, sha in read.redelivered
-    ]
+def _files_frame(read: _ReadBatch | None, batch_id: str, now: dt.datetime) -> pl.DataFrame:
+    rows = [] if read is None else [(f, sha, status) for f, sha, status in read.accepted]
+    rows += [] if read is None else [(f, sha, "redelivered") for f, sha in read.redelivered]
     return pl.DataFrame(
         {
             "source_file": [f.key for f, _, _ in rows],
@@ -143,6 +186,9 @@ def _files_frame(read: _ReadBatch, batch_id: str, now: dt.datetime) -> pl.DataFr
     )  # fmt: skip
 
 
+DEFAULT_PIECE_BYTES = 64 * 1024 * 1024
+
+
 def ingest_batch(
     *,
     store: LandingStore,
@@ -154,35 +200,86 @@ def ingest_batch(
     partition_key: str | None = None,
     run_id: str | None = None,
     log: Callable[[str], None] = lambda _: None,
+    piece_bytes: int = DEFAULT_PIECE_BYTES,
 ) -> IngestReport:
     """Ingest `files` from `store` as batch `batch_id`; safe to repeat after any crash."""
+    clock = time.perf_counter()
+    read = _read_files(store, files, lake, batch_id, piece_bytes)
+    read_seconds = time.perf_counter() - clock
+    report = IngestReport(batch_id=batch_id, mode=mode, files=[f.key for f in files])
+    context = _PartContext(lake, warehouse_path, mode, partition_key, run_id)
+
+    for file, sha in read.streamed:
+        with closing(store.open(file.key)) as stream:
+            for n, piece in enumerate(jsonl_pieces(file.key, stream, sha, piece_bytes), start=len(report.parts) + 1):
+                part = _ingest_part(context, f"{batch_id}-part{n:05d}", [file.key], [piece], [], None)
+                report.absorb(part)
+                report.parts.append(part.batch_id)
+                log(f"part {part.batch_id} of {file.key}: {part.rows_in} in, {part.rows_valid} valid")
+
+    # The batch's own commit comes last and records every file: until it is in, a re-run redoes the batch.
+    own = _ingest_part(context, batch_id, report.files, read.parsed, read.rejected, read)
+    report.absorb(own)
+    report.files_redelivered = own.files_redelivered
+    report.files_rejected = own.files_rejected
+    report.seconds["read"] += read_seconds
+
+    for file, sha, _ in read.accepted:
+        lake.ledger.record(file, sha, batch_id)
+    for file, sha in read.redelivered:
+        lake.ledger.record(file, sha, batch_id)
+    log(
+        f"batch {batch_id}: {report.rows_in} in = {report.rows_valid} valid + {report.rows_quarantined} quarantined"
+        f" + {report.rows_duplicate} duplicates; {len(report.files_redelivered)} files redelivered"
+        + (f"; {len(report.parts)} parts" if report.parts else "")
+    )
+    return report
+
+
+@dataclass(frozen=True)
+class _PartContext:
+    lake: Lake
+    warehouse_path: Path
+    mode: str
+    partition_key: str | None
+    run_id: str | None
+
+
+def _ingest_part(
+    context: _PartContext,
+    batch_id: str,
+    file_keys: list[str],
+    parsed: list[ParsedFile],
+    rejected: list[FileRejection],
+    read: _ReadBatch | None,
+) -> IngestReport:
+    """Steps 1-5 for one set of parsed records; `read` (the batch's own part only) adds the file records."""
     started = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
-    report = IngestReport(batch_id=batch_id, mode=mode, files=[f.key for f in files])
-
-    read = _read_files(store, files, lake, batch_id)
-    report.files_redelivered = [f.key for f, _ in read.redelivered]
-    report.files_rejected = len(read.rejected)
+    report = IngestReport(batch_id=batch_id, mode=context.mode, files=file_keys)
+    if read is not None:
+        report.files_redelivered = [f.key for f, _ in read.redelivered]
+    report.files_rejected = len(rejected)
     records = _stack(
-        [p.records.with_columns(pl.lit(p.source_file).alias("source_file")) for p in read.parsed],
+        [p.records.with_columns(pl.lit(p.source_file).alias("source_file")) for p in parsed],
         {"source_file": pl.String, "source_row": pl.Int64},
     )
     malformed = _stack(
-        [p.malformed.with_columns(pl.lit(p.source_file).alias("source_file")) for p in read.parsed],
+        [p.malformed.with_columns(pl.lit(p.source_file).alias("source_file")) for p in parsed],
         {"source_file": pl.String, "source_row": pl.Int64, "raw_record": pl.String},
     )
     report.seconds["read"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     result = transform(records, malformed)
-    quarantine = pl.concat([result.quarantine, _rejections_as_quarantine(read.rejected)])
+    quarantine = pl.concat([result.quarantine, _rejections_as_quarantine(rejected)])
     report.seconds["transform"] = time.perf_counter() - clock
 
-    with warehouse.connect(warehouse_path) as con:
+    with warehouse.connect(context.warehouse_path) as con:
         clock = time.perf_counter()
         taken = warehouse.ids_owned_by_other_batches(con, result.valid, batch_id)
         valid = result.valid.filter(~pl.col("event_id").is_in(taken.implode())) if taken.len() else result.valid
-        report.rows_in = result.rows_in + len(read.rejected)
+        report.rows_in = result.rows_in + len(rejected)
         report.rows_valid = valid.height
         report.rows_quarantined = quarantine.height
         report.rows_duplicate_in_batch = result.duplicates
@@ -193,8 +290,8 @@ def ingest_batch(
         report.top_reasons = _reason_counts(quarantine)
 
         lake_rows = valid.with_columns(pl.lit(batch_id).alias("batch_id"))
-        lake.write_events(lake_rows, batch_id)
-        lake.write_quarantine(quarantine.with_columns(pl.lit(batch_id).alias("batch_id")), batch_id)
+        context.lake.write_events(lake_rows, batch_id)
+        context.lake.write_quarantine(quarantine.with_columns(pl.lit(batch_id).alias("batch_id")), batch_id)
         report.seconds["write"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -205,20 +302,11 @@ def ingest_batch(
             quarantine=quarantine.with_columns(
                 pl.lit(batch_id).alias("batch_id"), pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("quarantined_at")
             ),
-            audit=_audit_row(report, partition_key, run_id, started, now),
+            audit=_audit_row(report, context.partition_key, context.run_id, started, now),
             files=_files_frame(read, batch_id, now),
         )
         warehouse.commit_batch(con, commit)
         report.seconds["merge"] = time.perf_counter() - clock
-
-    for file, sha, _ in read.accepted:
-        lake.ledger.record(file, sha, batch_id)
-    for file, sha in read.redelivered:
-        lake.ledger.record(file, sha, batch_id)
-    log(
-        f"batch {batch_id}: {report.rows_in} in = {report.rows_valid} valid + {report.rows_quarantined} quarantined"
-        f" + {report.rows_duplicate} duplicates; {len(report.files_redelivered)} files redelivered"
-    )
     return report
 
 

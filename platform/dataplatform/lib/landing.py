@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from dataplatform.lib.storage import split_s3_uri
 
@@ -41,6 +41,8 @@ class LandingStore(Protocol):
     def stat(self, key: str) -> LandingFile | None: ...
 
     def read(self, key: str) -> bytes: ...
+
+    def open(self, key: str) -> IO[bytes]: ...  # a stream, for files too large to hold whole
 
 
 def is_visible(key: str) -> bool:
@@ -96,6 +98,9 @@ class LocalLanding:
     def read(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
+    def open(self, key: str) -> IO[bytes]:
+        return self._path(key).open("rb")
+
 
 class S3Landing:
     def __init__(self, client: Any, bucket: str, prefix: str) -> None:
@@ -127,8 +132,10 @@ class S3Landing:
         return LandingFile(head["LastModified"].timestamp(), key, head["ContentLength"], head["ETag"].strip('"'))
 
     def read(self, key: str) -> bytes:
-        response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
-        return response["Body"].read()
+        return self.open(key).read()
+
+    def open(self, key: str) -> IO[bytes]:
+        return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"]
 
 
 def open_store(uri: str, s3_client: Callable[[], Any]) -> LandingStore:

@@ -8,6 +8,7 @@ A file that cannot be read at all becomes a `FileRejection` with a reason code i
 
 from __future__ import annotations
 
+import codecs
 import decimal
 import gzip
 import hashlib
@@ -15,7 +16,9 @@ import io
 import json
 import math
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import IO
 
 import polars as pl
 
@@ -96,6 +99,106 @@ def read_landing_file(source_file: str, data: bytes) -> ParsedFile | FileRejecti
     return ParsedFile(source_file, digest, len(data), records, malformed)
 
 
+# --- large JSONL files, in pieces ---------------------------------------------------------------
+# A JSONL file larger than one piece is read twice as a stream, never whole: a first pass checks
+# what would reject the whole file (compression, UTF-8) and hashes it; a second pass cuts it at
+# line ends into pieces of about `piece_bytes` that are parsed like small files, with the line
+# numbers they have in the whole file. Memory stays bounded by the piece size, not the file size.
+
+STREAM_BLOCK_BYTES = 8 * 1024 * 1024
+
+
+class FileChangedError(RuntimeError):
+    """The file's bytes differ between the two passes: it changed while it was being read."""
+
+
+# Gzipped JSON lines are typically 5-20x smaller than their content; judge a .gz file by 10x its size.
+GZIP_EXPANSION_ESTIMATE = 10
+
+
+def reads_in_pieces(source_file: str, size: int, piece_bytes: int) -> bool:
+    expanded = size * GZIP_EXPANSION_ESTIMATE if source_file.lower().endswith(".gz") else size
+    return file_format(source_file) == "jsonl" and expanded > piece_bytes
+
+
+class _HashingReader:
+    """A read-only stream that hashes and counts the bytes read through it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw, self.sha256, self.size, self.head = raw, hashlib.sha256(), 0, b""
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.sha256.update(data)
+        self.size += len(data)
+        if len(self.head) < REJECTED_PREVIEW_BYTES:
+            self.head += data[: REJECTED_PREVIEW_BYTES - len(self.head)]
+        return data
+
+
+def _payload_blocks(reader: _HashingReader, gzipped: bool) -> Iterator[bytes]:
+    """The file's content (decompressed when gzipped) in blocks, without a leading UTF-8 BOM."""
+    source: IO[bytes] | _HashingReader = gzip.GzipFile(fileobj=reader, mode="rb") if gzipped else reader  # type: ignore[arg-type]
+    first = True
+    while block := source.read(STREAM_BLOCK_BYTES):
+        if first and block.startswith(UTF8_BOM):
+            block = block[len(UTF8_BOM) :]
+        first = False
+        yield block
+
+
+def check_jsonl_stream(source_file: str, stream: IO[bytes]) -> tuple[str, int, FileRejection | None]:
+    """First pass: (content sha256, size, the whole file's rejection if it has one)."""
+    reader = _HashingReader(stream)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    problem: tuple[str, str] | None = None
+    try:
+        for block in _payload_blocks(reader, source_file.lower().endswith(".gz")):
+            if problem is None:
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError as exc:
+                    problem = ("file:invalid_utf8", str(exc))
+        if problem is None:
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        problem = ("file:invalid_utf8", str(exc))
+    except (OSError, EOFError, zlib.error) as exc:
+        problem = ("file:corrupt_compression", str(exc))
+    while reader.read(STREAM_BLOCK_BYTES):  # hash what the decoder left unread
+        pass
+    digest = reader.sha256.hexdigest()
+    if problem is None:
+        return digest, reader.size, None
+    preview = reader.head.decode("utf-8", errors="replace")
+    return digest, reader.size, FileRejection(source_file, digest, reader.size, problem[0], problem[1][:500], preview)
+
+
+def jsonl_pieces(source_file: str, stream: IO[bytes], sha256: str, piece_bytes: int) -> Iterator[ParsedFile]:
+    """Second pass: the file as parsed pieces of whole lines; FileChangedError if its bytes changed."""
+    reader = _HashingReader(stream)
+    pending, first_row = b"", 1
+
+    def piece(data: bytes) -> ParsedFile:
+        records, malformed = _read_jsonl(data.decode("utf-8"), first_row)
+        return ParsedFile(source_file, sha256, len(data), records, malformed)
+
+    for block in _payload_blocks(reader, source_file.lower().endswith(".gz")):
+        pending += block
+        while len(pending) >= piece_bytes:
+            # Cut after the last line end within the piece size (or after the first beyond it, for a long line).
+            cut = (pending.rfind(b"\n", 0, piece_bytes) + 1) or (pending.find(b"\n", piece_bytes) + 1)
+            if cut == 0:  # a line longer than a piece: keep reading until it ends
+                break
+            data, pending = pending[:cut], pending[cut:]
+            yield piece(data)
+            first_row += data.count(b"\n")
+    if reader.sha256.hexdigest() != sha256:
+        raise FileChangedError(f"{source_file} changed while it was being read; its batch will be retried")
+    if pending:
+        yield piece(pending)
+
+
 def _numbered(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_row_index("source_row", offset=1).with_columns(pl.col("source_row").cast(pl.Int64))
 
@@ -141,9 +244,11 @@ def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
 LINE_BY_LINE_CHUNK = 64
 
 
-def _read_jsonl(text: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _read_jsonl(text: str, first_row: int = 1) -> tuple[pl.DataFrame, pl.DataFrame]:
     lines = pl.DataFrame({"raw_record": text.split("\n")})
-    lines = _numbered(lines).with_columns(pl.col("raw_record").str.strip_chars_end("\r"))
+    lines = lines.with_row_index("source_row", offset=first_row).with_columns(
+        pl.col("source_row").cast(pl.Int64), pl.col("raw_record").str.strip_chars_end("\r")
+    )
     lines = lines.filter(pl.col("raw_record").str.strip_chars() != "")
     if lines.height == 0:
         return pl.DataFrame(schema={"source_row": pl.Int64}), pl.DataFrame(schema=MALFORMED_SCHEMA)

@@ -30,6 +30,7 @@ class Settings:
     history_start: str
     batch_max_files: int
     batch_max_bytes: int
+    piece_bytes: int  # a JSONL file larger than this is read as a stream, in pieces of about this size
     settle_seconds: float
     sensor_interval_seconds: int
     max_listed_files: int
@@ -56,6 +57,7 @@ class Settings:
             history_start=_env("DP_HISTORY_START", "2026-01-01"),
             batch_max_files=int(_env("DP_BATCH_MAX_FILES", "200")),
             batch_max_bytes=int(_env("DP_BATCH_MAX_BYTES", str(256 * 1024 * 1024))),
+            piece_bytes=int(_env("DP_PIECE_BYTES", str(64 * 1024 * 1024))),
             settle_seconds=float(_env("DP_SETTLE_SECONDS", "1")),
             sensor_interval_seconds=int(_env("DP_SENSOR_INTERVAL_SECONDS", "5")),
             max_listed_files=int(_env("DP_MAX_LISTED_FILES", "20000")),

@@ -1,0 +1,172 @@
+"""A JSONL file larger than a piece is streamed in pieces: the same result as reading it whole, in bounded memory.
+
+The piece size is made tiny here (a few KiB), so every property of the streamed path is tested
+on small files; `test_load_burst.py` measures it on a large one.
+"""
+
+from pathlib import Path
+from typing import IO
+
+import polars as pl
+import pytest
+
+from dataplatform.lib import warehouse
+from dataplatform.lib.ingest import IngestReport, batch_id_for, ingest_batch
+from dataplatform.lib.lake import Lake
+from dataplatform.lib.landing import LocalLanding
+from dataplatform.lib.readers import FileChangedError
+from factories import event, gzip_bytes, jsonl_bytes, write_landing
+
+PIECE = 4096
+WHOLE = 1 << 40
+
+
+def big_jsonl() -> bytes:
+    """About 60 KiB: valid events, bad records, broken lines, blank and CRLF lines, a BOM, a repeat across pieces."""
+    lines = [jsonl_bytes([event(i)]).rstrip(b"\n") for i in range(300)]
+    lines[7] = b'{"event_id": "broken'  # a cut line
+    lines[120] = jsonl_bytes([event(120, event_type="teleport")]).rstrip(b"\n")  # quarantined
+    lines[200] = b""  # blank
+    lines[250] = lines[3]  # e3 again, many pieces later
+    lines[260] += b"\r"  # a CRLF line
+    return b"\xef\xbb\xbf" + b"\n".join(lines) + b"\n"
+
+
+def ingest(landing: Path, lake: Lake, warehouse_path: Path, piece_bytes: int, store: LocalLanding | None = None):
+    store = store or LocalLanding(landing)
+    files = store.list_files(100)
+    return ingest_batch(
+        store=store, files=files, lake=lake, warehouse_path=warehouse_path,
+        batch_id=batch_id_for("stream", files), mode="stream", piece_bytes=piece_bytes,
+    )  # fmt: skip
+
+
+def tables(warehouse_path: Path) -> dict[str, pl.DataFrame]:
+    with warehouse.connect(warehouse_path, read_only=True) as con:
+        return {
+            "events": con.sql("SELECT * EXCLUDE (ingested_at, batch_id) FROM events ORDER BY event_id").pl(),
+            "quarantine": con.sql(
+                "SELECT source_file, source_row, reasons, raw_record FROM quarantine ORDER BY source_row"
+            ).pl(),
+            "files": con.sql("SELECT source_file, status, content_sha256 FROM ingested_files").pl(),
+        }
+
+
+def totals(report: IngestReport) -> tuple[int, int, int, int]:
+    return report.rows_in, report.rows_valid, report.rows_quarantined, report.rows_duplicate
+
+
+@pytest.mark.parametrize("name, data", [("big.jsonl", big_jsonl()), ("big.jsonl.gz", gzip_bytes(big_jsonl()))])
+def test_pieces_give_the_same_result_as_reading_the_file_whole(tmp_path: Path, name: str, data: bytes) -> None:
+    landing = tmp_path / "landing"
+    write_landing(landing, name, data)
+    whole = ingest(landing, Lake.local(tmp_path / "a"), tmp_path / "a.duckdb", WHOLE)
+    pieces = ingest(landing, Lake.local(tmp_path / "b"), tmp_path / "b.duckdb", PIECE)
+
+    assert whole.parts == [] and len(pieces.parts) >= 10
+    assert totals(pieces) == totals(whole) == (299, 296, 2, 1)  # 300 lines - 1 blank; e3 twice
+    a, b = tables(tmp_path / "a.duckdb"), tables(tmp_path / "b.duckdb")
+    assert a["events"].equals(b["events"]) and a["files"].equals(b["files"])
+    assert a["quarantine"].equals(b["quarantine"])  # the same line numbers in the whole file
+    assert b["quarantine"]["source_row"].to_list() == [8, 121]
+    with warehouse.connect(tmp_path / "b.duckdb", read_only=True) as con:
+        checks = [warehouse.batch_reconciliation(con, b) for b in [pieces.batch_id, *pieces.parts]]
+    assert all(c["ok"] for c in checks)
+
+
+def test_a_rerun_and_a_redelivery_of_a_streamed_file_change_nothing(tmp_path: Path) -> None:
+    landing, lake, wh = tmp_path / "landing", Lake.local(tmp_path / "lake"), tmp_path / "wh.duckdb"
+    write_landing(landing, "big.jsonl", big_jsonl())
+    first = ingest(landing, lake, wh, PIECE)
+    before = tables(wh)
+    again = ingest(landing, lake, wh, PIECE)  # the same batch once more (a retried run)
+    assert totals(again) == totals(first) and tables(wh)["events"].equals(before["events"])
+
+    write_landing(landing, "copy/big-again.jsonl", big_jsonl())
+    store = LocalLanding(landing)
+    copy = [f for f in store.list_files(100) if f.key.startswith("copy/")]
+    report = ingest_batch(
+        store=store, files=copy, lake=lake, warehouse_path=wh, batch_id=batch_id_for("stream", copy), mode="stream",
+        piece_bytes=PIECE,
+    )  # fmt: skip
+    assert report.files_redelivered == ["copy/big-again.jsonl"] and report.rows_in == 0 and report.parts == []
+    assert tables(wh)["events"].equals(before["events"])
+
+
+@pytest.mark.parametrize(
+    "name, data, reason",
+    [
+        ("cut.jsonl.gz", gzip_bytes(big_jsonl())[:-2000], "file:corrupt_compression"),
+        ("latin1.jsonl", big_jsonl()[:30000] + b"\xe9t\xe9\n" + big_jsonl()[30000:], "file:invalid_utf8"),
+    ],
+)
+def test_a_file_that_cannot_be_read_whole_is_rejected_before_any_piece(
+    tmp_path: Path, name: str, data: bytes, reason: str
+) -> None:
+    landing, wh = tmp_path / "landing", tmp_path / "wh.duckdb"
+    write_landing(landing, name, data)
+    report = ingest(landing, Lake.local(tmp_path / "lake"), wh, PIECE)
+    assert report.parts == [] and report.files_rejected == 1 and report.rows_valid == 0
+    with warehouse.connect(wh, read_only=True) as con:
+        assert con.sql("SELECT reasons FROM quarantine").fetchall() == [([reason],)]
+
+
+class ChangingLanding(LocalLanding):
+    """The file is rewritten between the check pass and the piece pass."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        super().__init__(root)
+        self.name, self.opened = name, 0
+
+    def open(self, key: str) -> IO[bytes]:
+        self.opened += 1
+        if self.opened == 2:
+            write_landing(self.root, self.name, big_jsonl().replace(b'"view"', b'"cart"', 5))
+        return super().open(key)
+
+
+def test_a_file_that_changes_while_it_is_read_fails_the_batch_and_is_not_recorded(tmp_path: Path) -> None:
+    landing, lake = tmp_path / "landing", Lake.local(tmp_path / "lake")
+    write_landing(landing, "big.jsonl", big_jsonl())
+    with pytest.raises(FileChangedError):
+        ingest(landing, lake, tmp_path / "wh.duckdb", PIECE, store=ChangingLanding(landing, "big.jsonl"))
+    assert lake.ledger.entries() == []  # not recorded: the sensor retries it under its new identity
+
+
+def test_a_run_that_dies_between_parts_completes_when_run_again(tmp_path: Path) -> None:
+    landing, lake, wh = tmp_path / "landing", Lake.local(tmp_path / "lake"), tmp_path / "wh.duckdb"
+    write_landing(landing, "big.jsonl", big_jsonl())
+
+    class DiesAfterSomePieces(LocalLanding):
+        """The second pass reads 1 KiB at a time and the process "dies" after 5 pieces' worth."""
+
+        opened = 0
+
+        def open(self, key: str) -> IO[bytes]:
+            stream = super().open(key)
+            self.opened += 1
+            if self.opened == 2:
+                original, budget = stream.read, [5 * PIECE]
+
+                def read(n: int = -1) -> bytes:
+                    if budget[0] <= 0:
+                        raise KeyboardInterrupt
+                    data = original(1024)
+                    budget[0] -= len(data)
+                    return data
+
+                stream.read = read  # type: ignore[method-assign]
+            return stream
+
+    with pytest.raises(KeyboardInterrupt):
+        ingest(landing, lake, wh, PIECE, store=DiesAfterSomePieces(landing))
+    with warehouse.connect(wh, read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM ingest_batches").fetchall()[0][0] >= 3  # some parts are in
+        assert con.sql("SELECT count(*) FROM ingested_files").fetchall()[0][0] == 0  # the file is not
+    assert lake.ledger.entries() == []
+
+    report = ingest(landing, lake, wh, PIECE)
+    assert totals(report) == (299, 296, 2, 1)
+    clean = ingest(landing, Lake.local(tmp_path / "clean"), tmp_path / "clean.duckdb", PIECE)
+    assert tables(wh)["events"].equals(tables(tmp_path / "clean.duckdb")["events"])
+    assert totals(clean) == totals(report)

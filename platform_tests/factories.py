@@ -16,6 +16,10 @@ from dataplatform.defs.resources import (
     LakehouseResource,
     ModelRegistryResource,
 )
+from dataplatform.lib import warehouse
+from dataplatform.lib.ingest import DEFAULT_PIECE_BYTES, IngestReport, batch_id_for, ingest_batch
+from dataplatform.lib.lake import Lake
+from dataplatform.lib.landing import LocalLanding
 
 
 def event(n: int, **overrides: object) -> dict[str, object]:
@@ -71,3 +75,34 @@ def local_resources(root: Path) -> dict[str, Any]:
         "models": ModelRegistryResource(root=str(root / "models"), s3=s3),
         "alerts": AlertWebhookResource(),
     }
+
+
+def ingest_landing(
+    landing: Path,
+    lake: Lake,
+    warehouse_path: Path,
+    *,
+    prefix: str = "stream",
+    piece_bytes: int = DEFAULT_PIECE_BYTES,
+    store: LocalLanding | None = None,
+) -> IngestReport:
+    """Every file waiting in a landing folder, as one batch."""
+    store = store or LocalLanding(landing)
+    files = store.list_files(1000)
+    return ingest_batch(
+        store=store, files=files, lake=lake, warehouse_path=warehouse_path,
+        batch_id=batch_id_for(prefix, files), mode="stream", piece_bytes=piece_bytes,
+    )  # fmt: skip
+
+
+def warehouse_snapshot(warehouse_path: Path) -> dict[str, pl.DataFrame]:
+    """What the warehouse holds, as comparable frames (load times left out)."""
+    with warehouse.connect(warehouse_path, read_only=True) as con:
+        return {
+            "events": con.sql("SELECT * EXCLUDE (ingested_at) FROM events ORDER BY event_id").pl(),
+            "quarantine": con.sql(
+                "SELECT * EXCLUDE (quarantined_at) FROM quarantine ORDER BY source_file, source_row"
+            ).pl(),
+            "batches": con.sql("SELECT rows_in, rows_valid, rows_quarantined, rows_duplicate FROM ingest_batches").pl(),
+            "files": con.sql("SELECT source_file, status, content_sha256 FROM ingested_files ORDER BY ALL").pl(),
+        }

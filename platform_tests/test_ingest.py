@@ -12,33 +12,13 @@ import polars as pl
 import pytest
 
 from dataplatform.lib import warehouse
-from dataplatform.lib.ingest import IngestReport, batch_id_for, ingest_batch
+from dataplatform.lib.ingest import batch_id_for, ingest_batch
 from dataplatform.lib.lake import Lake
 from dataplatform.lib.landing import LocalLanding
-from factories import event, gzip_bytes, jsonl_bytes, write_landing
+from factories import event, gzip_bytes, ingest_landing, jsonl_bytes, warehouse_snapshot, write_landing
 
 CONTENT_COLUMNS = ["event_id", "user_id", "timestamp", "event_type", "product_id", "category", "brand", "price",
                    "session_id", "extras", "event_date"]  # fmt: skip
-
-
-def ingest_all(landing: Path, lake: Lake, warehouse_path: Path, prefix: str = "stream") -> IngestReport:
-    store = LocalLanding(landing)
-    files = store.list_files(1000)
-    return ingest_batch(
-        store=store, files=files, lake=lake, warehouse_path=warehouse_path,
-        batch_id=batch_id_for(prefix, files), mode="stream",
-    )  # fmt: skip
-
-
-def snapshot(warehouse_path: Path) -> dict[str, pl.DataFrame]:
-    with warehouse.connect(warehouse_path, read_only=True) as con:
-        return {
-            "events": con.sql("SELECT * EXCLUDE (ingested_at) FROM events ORDER BY event_id").pl(),
-            "quarantine": con.sql(
-                "SELECT * EXCLUDE (quarantined_at) FROM quarantine ORDER BY source_file, source_row"
-            ).pl(),
-            "batches": con.sql("SELECT rows_in, rows_valid, rows_quarantined, rows_duplicate FROM ingest_batches").pl(),
-        }
 
 
 def lake_events(lake: Lake) -> pl.DataFrame:
@@ -58,9 +38,9 @@ def mixed_landing(landing: Path) -> int:
 
 def test_batch_reconciles_and_lands_in_lake_and_warehouse(landing_dir: Path, lake: Lake, warehouse_path: Path) -> None:
     valid = mixed_landing(landing_dir)
-    report = ingest_all(landing_dir, lake, warehouse_path)
+    report = ingest_landing(landing_dir, lake, warehouse_path)
     assert (report.rows_in, report.rows_valid, report.rows_quarantined, report.rows_duplicate) == (16, valid, 3, 1)
-    tables = snapshot(warehouse_path)
+    tables = warehouse_snapshot(warehouse_path)
     assert tables["events"].height == valid
     assert tables["events"]["event_id"].n_unique() == valid
     assert sorted(map(tuple, tables["quarantine"]["reasons"].to_list())) == [
@@ -75,11 +55,11 @@ def test_batch_reconciles_and_lands_in_lake_and_warehouse(landing_dir: Path, lak
 
 def test_running_a_batch_twice_changes_nothing(landing_dir: Path, lake: Lake, warehouse_path: Path) -> None:
     mixed_landing(landing_dir)
-    ingest_all(landing_dir, lake, warehouse_path)
-    first = snapshot(warehouse_path)
+    ingest_landing(landing_dir, lake, warehouse_path)
+    first = warehouse_snapshot(warehouse_path)
     files_before = sorted(lake.storage.root.rglob("*.parquet"))
-    ingest_all(landing_dir, lake, warehouse_path)
-    second = snapshot(warehouse_path)
+    ingest_landing(landing_dir, lake, warehouse_path)
+    second = warehouse_snapshot(warehouse_path)
     for name in first:
         assert first[name].equals(second[name]), name
     assert sorted(lake.storage.root.rglob("*.parquet")) == files_before
@@ -87,8 +67,8 @@ def test_running_a_batch_twice_changes_nothing(landing_dir: Path, lake: Lake, wa
 
 def test_redelivered_file_under_another_name_is_a_no_op(landing_dir: Path, lake: Lake, warehouse_path: Path) -> None:
     write_landing(landing_dir, "a.jsonl", jsonl_bytes([event(i) for i in range(5)]))
-    ingest_all(landing_dir, lake, warehouse_path)
-    before = snapshot(warehouse_path)
+    ingest_landing(landing_dir, lake, warehouse_path)
+    before = warehouse_snapshot(warehouse_path)
     write_landing(landing_dir, "a-again.jsonl", (landing_dir / "a.jsonl").read_bytes())
     store = LocalLanding(landing_dir)
     again = [store.stat("a-again.jsonl")]
@@ -97,7 +77,7 @@ def test_redelivered_file_under_another_name_is_a_no_op(landing_dir: Path, lake:
         batch_id=batch_id_for("stream", again), mode="stream",
     )  # fmt: skip
     assert report.files_redelivered == ["a-again.jsonl"] and report.rows_in == 0
-    after = snapshot(warehouse_path)
+    after = warehouse_snapshot(warehouse_path)
     assert before["events"].equals(after["events"])
     with warehouse.connect(warehouse_path, read_only=True) as con:
         statuses = con.sql("SELECT source_file, status FROM ingested_files ORDER BY source_file").fetchall()
@@ -108,12 +88,12 @@ def test_records_already_in_the_warehouse_count_as_duplicates(
     landing_dir: Path, lake: Lake, warehouse_path: Path
 ) -> None:
     write_landing(landing_dir, "a.jsonl", jsonl_bytes([event(i) for i in range(5)]))
-    ingest_all(landing_dir, lake, warehouse_path)
+    ingest_landing(landing_dir, lake, warehouse_path)
     (landing_dir / "a.jsonl").unlink()
     write_landing(landing_dir, "b.jsonl", jsonl_bytes([event(i) for i in range(3, 8)]))
-    report = ingest_all(landing_dir, lake, warehouse_path)
+    report = ingest_landing(landing_dir, lake, warehouse_path)
     assert (report.rows_in, report.rows_valid, report.rows_duplicate) == (5, 3, 2)
-    assert snapshot(warehouse_path)["events"].height == 8
+    assert warehouse_snapshot(warehouse_path)["events"].height == 8
     assert lake_events(lake).height == 8  # the lake holds each event once too
 
 
@@ -128,8 +108,8 @@ def test_streaming_and_history_paths_produce_identical_rows(tmp_path: Path) -> N
         else:  # one compressed dump for the day
             write_landing(landing, "dump.jsonl.gz", gzip_bytes(jsonl_bytes(records)))
         lake = Lake.local(tmp_path / mode / "lake")
-        ingest_all(landing, lake, tmp_path / mode / "wh.duckdb", prefix=mode)
-        outputs[mode] = snapshot(tmp_path / mode / "wh.duckdb")["events"].select(CONTENT_COLUMNS)
+        ingest_landing(landing, lake, tmp_path / mode / "wh.duckdb", prefix=mode)
+        outputs[mode] = warehouse_snapshot(tmp_path / mode / "wh.duckdb")["events"].select(CONTENT_COLUMNS)
     assert outputs["stream"].height == 30  # the NaN price is quarantined, e2 repeats
     assert outputs["stream"].equals(outputs["history"])
 
@@ -187,6 +167,6 @@ def test_run_killed_mid_way_can_simply_be_run_again(
     for path in visible:
         pl.read_parquet(path)
 
-    ingest_all(landing, lake, tmp_path / "wh.duckdb")
-    assert snapshot(tmp_path / "wh.duckdb")["events"].equals(snapshot(reference)["events"])
+    ingest_landing(landing, lake, tmp_path / "wh.duckdb")
+    assert warehouse_snapshot(tmp_path / "wh.duckdb")["events"].equals(warehouse_snapshot(reference)["events"])
     assert lake_events(lake).height == 40000

@@ -15,7 +15,7 @@ from dataplatform.lib.ingest import IngestReport, batch_id_for, ingest_batch
 from dataplatform.lib.lake import Lake
 from dataplatform.lib.landing import LocalLanding
 from dataplatform.lib.readers import FileChangedError
-from factories import event, gzip_bytes, jsonl_bytes, write_landing
+from factories import event, gzip_bytes, ingest_landing, jsonl_bytes, warehouse_snapshot, write_landing
 
 PIECE = 4096
 WHOLE = 1 << 40
@@ -32,24 +32,9 @@ def big_jsonl() -> bytes:
     return b"\xef\xbb\xbf" + b"\n".join(lines) + b"\n"
 
 
-def ingest(landing: Path, lake: Lake, warehouse_path: Path, piece_bytes: int, store: LocalLanding | None = None):
-    store = store or LocalLanding(landing)
-    files = store.list_files(100)
-    return ingest_batch(
-        store=store, files=files, lake=lake, warehouse_path=warehouse_path,
-        batch_id=batch_id_for("stream", files), mode="stream", piece_bytes=piece_bytes,
-    )  # fmt: skip
-
-
 def tables(warehouse_path: Path) -> dict[str, pl.DataFrame]:
-    with warehouse.connect(warehouse_path, read_only=True) as con:
-        return {
-            "events": con.sql("SELECT * EXCLUDE (ingested_at, batch_id) FROM events ORDER BY event_id").pl(),
-            "quarantine": con.sql(
-                "SELECT source_file, source_row, reasons, raw_record FROM quarantine ORDER BY source_row"
-            ).pl(),
-            "files": con.sql("SELECT source_file, status, content_sha256 FROM ingested_files").pl(),
-        }
+    """The warehouse without batch ids (parts are batches of their own) and without load times."""
+    return {name: frame.drop("batch_id", strict=False) for name, frame in warehouse_snapshot(warehouse_path).items()}
 
 
 def totals(report: IngestReport) -> tuple[int, int, int, int]:
@@ -60,8 +45,8 @@ def totals(report: IngestReport) -> tuple[int, int, int, int]:
 def test_pieces_give_the_same_result_as_reading_the_file_whole(tmp_path: Path, name: str, data: bytes) -> None:
     landing = tmp_path / "landing"
     write_landing(landing, name, data)
-    whole = ingest(landing, Lake.local(tmp_path / "a"), tmp_path / "a.duckdb", WHOLE)
-    pieces = ingest(landing, Lake.local(tmp_path / "b"), tmp_path / "b.duckdb", PIECE)
+    whole = ingest_landing(landing, Lake.local(tmp_path / "a"), tmp_path / "a.duckdb", piece_bytes=WHOLE)
+    pieces = ingest_landing(landing, Lake.local(tmp_path / "b"), tmp_path / "b.duckdb", piece_bytes=PIECE)
 
     assert whole.parts == [] and len(pieces.parts) >= 10
     assert totals(pieces) == totals(whole) == (299, 296, 2, 1)  # 300 lines - 1 blank; e3 twice
@@ -77,9 +62,9 @@ def test_pieces_give_the_same_result_as_reading_the_file_whole(tmp_path: Path, n
 def test_a_rerun_and_a_redelivery_of_a_streamed_file_change_nothing(tmp_path: Path) -> None:
     landing, lake, wh = tmp_path / "landing", Lake.local(tmp_path / "lake"), tmp_path / "wh.duckdb"
     write_landing(landing, "big.jsonl", big_jsonl())
-    first = ingest(landing, lake, wh, PIECE)
+    first = ingest_landing(landing, lake, wh, piece_bytes=PIECE)
     before = tables(wh)
-    again = ingest(landing, lake, wh, PIECE)  # the same batch once more (a retried run)
+    again = ingest_landing(landing, lake, wh, piece_bytes=PIECE)  # the same batch once more (a retried run)
     assert totals(again) == totals(first) and tables(wh)["events"].equals(before["events"])
 
     write_landing(landing, "copy/big-again.jsonl", big_jsonl())
@@ -105,7 +90,7 @@ def test_a_file_that_cannot_be_read_whole_is_rejected_before_any_piece(
 ) -> None:
     landing, wh = tmp_path / "landing", tmp_path / "wh.duckdb"
     write_landing(landing, name, data)
-    report = ingest(landing, Lake.local(tmp_path / "lake"), wh, PIECE)
+    report = ingest_landing(landing, Lake.local(tmp_path / "lake"), wh, piece_bytes=PIECE)
     assert report.parts == [] and report.files_rejected == 1 and report.rows_valid == 0
     with warehouse.connect(wh, read_only=True) as con:
         assert con.sql("SELECT reasons FROM quarantine").fetchall() == [([reason],)]
@@ -129,7 +114,9 @@ def test_a_file_that_changes_while_it_is_read_fails_the_batch_and_is_not_recorde
     landing, lake = tmp_path / "landing", Lake.local(tmp_path / "lake")
     write_landing(landing, "big.jsonl", big_jsonl())
     with pytest.raises(FileChangedError):
-        ingest(landing, lake, tmp_path / "wh.duckdb", PIECE, store=ChangingLanding(landing, "big.jsonl"))
+        ingest_landing(
+            landing, lake, tmp_path / "wh.duckdb", piece_bytes=PIECE, store=ChangingLanding(landing, "big.jsonl")
+        )
     assert lake.ledger.entries() == []  # not recorded: the sensor retries it under its new identity
 
 
@@ -159,14 +146,14 @@ def test_a_run_that_dies_between_parts_completes_when_run_again(tmp_path: Path) 
             return stream
 
     with pytest.raises(KeyboardInterrupt):
-        ingest(landing, lake, wh, PIECE, store=DiesAfterSomePieces(landing))
+        ingest_landing(landing, lake, wh, piece_bytes=PIECE, store=DiesAfterSomePieces(landing))
     with warehouse.connect(wh, read_only=True) as con:
         assert con.sql("SELECT count(*) FROM ingest_batches").fetchall()[0][0] >= 3  # some parts are in
         assert con.sql("SELECT count(*) FROM ingested_files").fetchall()[0][0] == 0  # the file is not
     assert lake.ledger.entries() == []
 
-    report = ingest(landing, lake, wh, PIECE)
+    report = ingest_landing(landing, lake, wh, piece_bytes=PIECE)
     assert totals(report) == (299, 296, 2, 1)
-    clean = ingest(landing, Lake.local(tmp_path / "clean"), tmp_path / "clean.duckdb", PIECE)
+    clean = ingest_landing(landing, Lake.local(tmp_path / "clean"), tmp_path / "clean.duckdb", piece_bytes=PIECE)
     assert tables(wh)["events"].equals(tables(tmp_path / "clean.duckdb")["events"])
     assert totals(clean) == totals(report)

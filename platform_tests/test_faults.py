@@ -189,7 +189,12 @@ def kill_landing(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[st
 
 def state_after_kill(lake: Lake, warehouse_path: Path) -> str:
     """How far the killed run got: which of lake, warehouse and ledger it had written."""
-    events = query(warehouse_path, "SELECT count(*) FROM events")[0][0] if warehouse_path.exists() else 0
+    # Killed while the first connection was creating the schema, the file may exist without the table yet.
+    has_events = (
+        warehouse_path.exists()
+        and query(warehouse_path, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'events'")[0][0]
+    )
+    events = query(warehouse_path, "SELECT count(*) FROM events")[0][0] if has_events else 0
     lake_files = [p for p in lake.storage.root.rglob("*.parquet") if not p.name.startswith(".")]
     markers = len(ledger_markers(lake))
     if markers == 2 * KILL_FILES:

@@ -70,7 +70,7 @@ def local_resources(root: Path) -> dict[str, Any]:
         "landing": FileStoreResource(uri=str(root / "landing"), s3=s3, settle_seconds=0),
         "history": FileStoreResource(uri=str(root / "history"), s3=s3),
         "lakehouse": LakehouseResource(
-            s3=S3Resource(), lake_uri=str(root / "lake"), warehouse_path=str(root / "wh.duckdb")
+            s3=s3, lake_uri=str(root / "lake"), warehouse_path=str(root / "wh.duckdb")
         ),
         "models": ModelRegistryResource(root=str(root / "models"), s3=s3),
         "alerts": AlertWebhookResource(),

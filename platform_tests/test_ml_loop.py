@@ -5,20 +5,33 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from dataplatform.defs.features.assets import training_examples
-from dataplatform.defs.ingestion.assets import history_events
+from dataplatform.defs.ingestion.assets import history_events, landing_events
 from dataplatform.defs.ml.assets import challenger_model, champion_model, training_set
 from dataplatform.defs.ml.automation import drift_retraining_sensor
 from dataplatform.defs.monitoring.assets import drift_report, model_performance
+from dataplatform.defs.monitoring.batch_drift import batch_drift
 from dataplatform.defs.quality.assets import warehouse_events
-from dataplatform.lib.demo import DemoConfig, generate_events, write_history
+from dataplatform.lib.demo import DemoConfig, encode_events, generate_events, write_history
 from dataplatform.lib.registry import ArtifactIntegrityError
-from factories import local_resources
+from factories import local_resources, write_landing
 
 START = dt.date(2026, 3, 1)
 RETRAIN = [training_set, challenger_model, champion_model]
+EVENT_FIELDS = [
+    "event_id",
+    "user_id",
+    "timestamp",
+    "event_type",
+    "product_id",
+    "category",
+    "brand",
+    "price",
+    "session_id",
+]
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
@@ -151,3 +164,36 @@ def test_the_gate_keeps_a_corrupted_stretch_out_and_blocks_when_nothing_clean_is
         blocked = checks(strict)["training_data_gate"]
         assert not blocked.passed and "clean labelled days" in blocked.metadata["reasons"].value
         assert not strict.asset_materializations_for_node(challenger_model.op.name)
+
+
+# Last in the module: it adds landing batches to the shared loop's warehouse.
+def test_a_micro_batch_is_judged_on_demand_against_the_champion(loop: tuple) -> None:
+    resources, instance, _ = loop
+    # The two days after the loop's history, from the same simulated world: day 21 as it is, day 22 with
+    # prices four times higher.
+    frame, _ = generate_events(DemoConfig(start=START, days=22, users=400, events_per_day=2500, seed=11))
+    clean = frame.filter(pl.col("corruption").is_null())
+    landing = Path(resources["landing"].uri)
+    calm = clean.filter(pl.col("timestamp").dt.date() == START + dt.timedelta(days=20))
+    pricey = clean.filter(pl.col("timestamp").dt.date() == START + dt.timedelta(days=21))
+    write_landing(landing, "calm.jsonl", encode_events(calm, "jsonl"))
+    write_landing(landing, "pricey.jsonl", encode_events(pricey.with_columns(pl.col("price") * 4), "jsonl"))
+
+    def judged(name: str) -> dict:
+        config = {"ops": {landing_events.op.name: {"config": {"files": [name]}}}}
+        ingested = dg.materialize([landing_events], run_config=config, resources=resources, instance=instance)
+        batch_id = ingested.asset_materializations_for_node(landing_events.op.name)[0].metadata["batch_ids"].value
+        config = {"ops": {batch_drift.op.name: {"config": {"batch_id": batch_id}}}}
+        result = dg.materialize([batch_drift], run_config=config, resources=resources, instance=instance)
+        metadata = result.asset_materializations_for_node(batch_drift.op.name)[0].metadata
+        assert metadata["batch_id"].value == batch_id and metadata["examples"].value > 500
+        return {key: value.value for key, value in metadata.items()}
+
+    calm_batch, pricey_batch = judged("calm.jsonl"), judged("pricey.jsonl")
+    print(f"\ncalm: {calm_batch['drifted_features']}\npricey: {pricey_batch['drifted_features']}")
+    assert "price" not in calm_batch["drifted_features"]
+    assert "price" in pricey_batch["drifted_features"] and pricey_batch["decision"] == "drift"
+    assert pricey_batch["scores"]["price"] > 2 * calm_batch["scores"]["price"]
+    with resources["lakehouse"].connect(read_only=True) as con:
+        datasets = con.sql("SELECT DISTINCT dataset FROM distribution_drift WHERE dataset LIKE 'batch:%'").fetchall()
+    assert len(datasets) == 2

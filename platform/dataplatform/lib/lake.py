@@ -90,6 +90,13 @@ class Lake:
         folder = f"{EVENTS_DIR}/event_date={day}" if day is not None else EVENTS_DIR
         return [k for k in self.storage.keys(folder) if k.endswith(".parquet")]
 
+    def batch_event_keys(self, batch_id: str) -> list[str]:
+        """The event files one batch wrote (from its manifest; empty for an unknown batch)."""
+        try:
+            return list(json.loads(self.storage.read(f"{BATCHES_DIR}/{batch_id}.json")))
+        except LookupError:
+            return []
+
     def quarantine_keys(self) -> list[str]:
         return [k for k in self.storage.keys(QUARANTINE_DIR) if k.endswith(".parquet")]
 

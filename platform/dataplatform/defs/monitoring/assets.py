@@ -22,6 +22,7 @@ from dataplatform.lib.monitoring import (
     png_markdown,
 )
 from dataplatform.lib.quality import BandStatus, drift_table, learned_band, markdown_table
+from dataplatform.lib.registry import ModelCard
 from dataplatform.lib.training import estimate_performance, evaluate
 
 DRIFT_REPORT = dg.AssetKey(["monitoring", "drift_report"])
@@ -48,6 +49,33 @@ CREATE TABLE IF NOT EXISTS model_performance (
     expected_auc DOUBLE, band_low DOUBLE, status VARCHAR, computed_at TIMESTAMPTZ
 );
 """
+
+
+def champion_thresholds(con: Any, champion: ModelCard, reference: pl.DataFrame, size: int) -> drift.Thresholds:
+    """Per-feature thresholds learned on the champion's training window at a sample size of `size`.
+
+    Thresholds depend on the window and on the sample size; sizes within a factor of 2**0.25 share
+    them, so a day (or a batch) usually reads them from the `drift_thresholds` cache."""
+    size_bucket = round(4 * math.log2(max(size, 1))) / 4
+    cached = warehouse.scalar(
+        con,
+        "SELECT thresholds FROM drift_thresholds WHERE champion = ? AND size_bucket = ?",
+        [champion.version, size_bucket],
+    )
+    if cached is not None:
+        return drift.Thresholds.from_dict(json.loads(cached))
+    thresholds = drift.calibrate_thresholds(
+        reference, time_column="event_date", columns=list(DRIFT_FEATURES), current_size=size, rule="lognormal_tail"
+    )
+    row = {"champion": champion.version, "size_bucket": size_bucket, "version": thresholds.version,
+           "thresholds": json.dumps(thresholds.to_dict(), default=str)}  # fmt: skip
+    warehouse.replace_rows(con, "drift_thresholds", pl.DataFrame([row]), ["champion", "size_bucket"])
+    return thresholds
+
+
+def drift_scores(results: list[drift.ColumnDrift]) -> dict[str, float]:
+    """Each feature's effect size as a multiple of its threshold (above 1: beyond it)."""
+    return {r.column: float(r.effect_size / r.threshold) for r in results if r.effect_size is not None and r.threshold}
 
 
 def _no_champion(check: str) -> dg.MaterializeResult:
@@ -93,26 +121,10 @@ def drift_report(
     if champion is None or reference is None or current.height == 0:
         return _no_champion("no_material_drift")
     columns = list(DRIFT_FEATURES)
-    # Thresholds depend on the champion's window and on the sample size; days of similar size
-    # (within a factor of 2**0.25) share them, so a day usually reads them from the cache.
-    size_bucket = round(4 * math.log2(max(current.height, 1))) / 4
     numeric = [c for c in features.NUMERIC_FEATURES if c in DRIFT_FEATURES]
     with lakehouse.connect() as con:
         con.sql(MONITORING_SQL)
-        cached = warehouse.scalar(
-            con,
-            "SELECT thresholds FROM drift_thresholds WHERE champion = ? AND size_bucket = ?",
-            [champion.version, size_bucket],
-        )
-        if cached is None:
-            thresholds = drift.calibrate_thresholds(
-                reference, time_column="event_date", columns=columns, current_size=current.height, rule="lognormal_tail"
-            )
-            row = {"champion": champion.version, "size_bucket": size_bucket, "version": thresholds.version,
-                   "thresholds": json.dumps(thresholds.to_dict(), default=str)}  # fmt: skip
-            warehouse.replace_rows(con, "drift_thresholds", pl.DataFrame([row]), ["champion", "size_bucket"])
-        else:
-            thresholds = drift.Thresholds.from_dict(json.loads(cached))
+        thresholds = champion_thresholds(con, champion, reference, current.height)
         normal_auc = warehouse.scalar(
             con, "SELECT normal_auc FROM domain_thresholds WHERE champion = ?", [champion.version]
         )
@@ -128,9 +140,7 @@ def drift_report(
     )
     table = drift_table(results, event_date=day, dataset="features", thresholds_version=thresholds.version)
     drifted = table.filter(pl.col("drifted"))["column_name"].to_list()
-    scores = {
-        r.column: float(r.effect_size / r.threshold) for r in results if r.effect_size is not None and r.threshold
-    }
+    scores = drift_scores(results)
     with lakehouse.connect() as con:
         warehouse.replace_rows(con, "distribution_drift", table, ["event_date", "dataset", "column_name"])
         report_row = {

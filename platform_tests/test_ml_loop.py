@@ -169,6 +169,10 @@ def test_the_gate_keeps_a_corrupted_stretch_out_and_blocks_when_nothing_clean_is
 # Last in the module: it adds landing batches to the shared loop's warehouse.
 def test_a_micro_batch_is_judged_on_demand_against_the_champion(loop: tuple) -> None:
     resources, instance, _ = loop
+    before = dg.materialize([batch_drift], resources=resources, instance=instance)  # history only, no stream yet
+    assert before.asset_materializations_for_node(batch_drift.op.name)[0].metadata["status"].value == (
+        "no landing batch ingested yet"
+    )
     # The two days after the loop's history, from the same simulated world: day 21 as it is, day 22 with
     # prices four times higher.
     frame, _ = generate_events(DemoConfig(start=START, days=22, users=400, events_per_day=2500, seed=11))

@@ -3,11 +3,14 @@
 `ml/training_set` picks its window by a documented rule and passes the training-data gate
 (a blocking check) before anything trains on it. `ml/challenger_model` trains and registers
 a challenger; its blocking check `beats_champion` lets `ml/champion_model` promote it only
-when it beats the champion on the same recent holdout.
+when it beats the champion on the same recent holdout. A challenger that is not better is a
+normal outcome, not a failure: the check fails with WARN, the run succeeds, the champion stays.
 """
 
 import datetime as dt
 import json
+import math
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -191,7 +194,9 @@ def _load_sets(
             asset=CHALLENGER,
             blocking=True,
             description="The challenger beats the champion on the recent holdout (AUC; precision and recall not "
-            "worse beyond a tolerance). Blocking: only then does ml/champion_model promote it.",
+            "worse beyond a tolerance); only then does ml/champion_model promote it. Not better: WARN, the "
+            "champion stays and the run succeeds (a normal outcome). A challenger that cannot be evaluated "
+            "(no AUC on the holdout): ERROR, which blocks ml/champion_model.",
         )
     ],
 )
@@ -245,9 +250,12 @@ def challenger_model(
             ["challenger"],
         )
     auc = challenger_metrics.auc
+    unusable = auc is None or not math.isfinite(auc)
     return dg.MaterializeResult(
         metadata={
             "version": card.version,
+            "promote": decision.promote,
+            "decision": decision.reason,
             "auc": dg.MetadataValue.float(float(auc) if auc is not None else float("nan")),
             "precision": dg.MetadataValue.float(float(challenger_metrics.precision or 0.0)),
             "recall": dg.MetadataValue.float(float(challenger_metrics.recall or 0.0)),
@@ -262,6 +270,7 @@ def challenger_model(
             dg.AssetCheckResult(
                 check_name="beats_champion",
                 passed=decision.promote,
+                severity=dg.AssetCheckSeverity.ERROR if unusable else dg.AssetCheckSeverity.WARN,
                 metadata={
                     "decision": decision.reason,
                     "challenger": card.version,
@@ -279,19 +288,26 @@ def challenger_model(
     group_name="ml",
     description=(
         "The production model. Materializes only when the challenger passed `beats_champion`, and then "
-        "promotes it in the registry. Roll back with `python -m dataplatform.lib.registry rollback`."
+        "promotes it in the registry; otherwise the step succeeds without a materialization and the champion "
+        "stays (the reason is in table `model_decisions`). Roll back with `python -m dataplatform.lib.registry "
+        "rollback`."
     ),
     kinds=ML_KINDS,
     owners=OWNERS,
+    output_required=False,
 )
-def champion_model(context: dg.AssetExecutionContext, models: ModelRegistryResource) -> dg.MaterializeResult:
+def champion_model(context: dg.AssetExecutionContext, models: ModelRegistryResource) -> Iterator[dg.MaterializeResult]:
     registry = models.registry()
     event = context.instance.get_latest_materialization_event(CHALLENGER)
-    version = str(event.asset_materialization.metadata["version"].value)
+    metadata = event.asset_materialization.metadata
+    version = str(metadata["version"].value)
+    if not metadata["promote"].value:
+        context.log.info(f"keeping the champion: {metadata['decision'].value}")
+        return
     card = registry.get_card(version)
     record = registry.promote(version, reason=card.notes or "beat the champion on the holdout")
     auc = card.metrics.get("holdout", {}).get("auc")
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "version": version,
             "replaced": record.replaced or "none",

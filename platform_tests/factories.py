@@ -69,9 +69,7 @@ def local_resources(root: Path) -> dict[str, Any]:
     return {
         "landing": FileStoreResource(uri=str(root / "landing"), s3=s3, settle_seconds=0),
         "history": FileStoreResource(uri=str(root / "history"), s3=s3),
-        "lakehouse": LakehouseResource(
-            s3=s3, lake_uri=str(root / "lake"), warehouse_path=str(root / "wh.duckdb")
-        ),
+        "lakehouse": LakehouseResource(s3=s3, lake_uri=str(root / "lake"), warehouse_path=str(root / "wh.duckdb")),
         "models": ModelRegistryResource(root=str(root / "models"), s3=s3),
         "alerts": AlertWebhookResource(),
     }

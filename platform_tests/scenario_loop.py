@@ -18,7 +18,7 @@ import json
 import multiprocessing
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -125,12 +125,22 @@ def run_both(root: Path) -> tuple[ScenarioResult, ScenarioResult]:
     """The drifting stream and a stationary control, in two processes (one per core).
 
     Spawned, not forked: forked workers inherit the parent's threads and locks (pytest's,
-    Dagster's), and under pytest in CI they died silently and left the parent waiting. The
-    timeout turns any such hang into a failure."""
-    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        drifting = pool.submit(run_scenario, root / "drift", drift=True)
-        control = pool.submit(run_scenario, root / "control", drift=False)
-        return drifting.result(timeout=SCENARIO_TIMEOUT_SECONDS), control.result(timeout=SCENARIO_TIMEOUT_SECONDS)
+    Dagster's), and under pytest in CI they died silently and left the parent waiting. One shared
+    deadline turns any hang into a failure: the workers are terminated, not waited for."""
+    pool = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        arms = [
+            pool.submit(run_scenario, root / "drift", drift=True),
+            pool.submit(run_scenario, root / "control", drift=False),
+        ]
+        _, late = wait(arms, timeout=SCENARIO_TIMEOUT_SECONDS)
+        if late:
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            raise TimeoutError(f"the scenario did not finish within {SCENARIO_TIMEOUT_SECONDS} s")
+        return arms[0].result(), arms[1].result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def plot(drifting: ScenarioResult, control: ScenarioResult, path: Path) -> None:

@@ -35,13 +35,22 @@ def events(days: list[str], batch_id: str) -> pl.DataFrame:
     )
 
 
+NO_QUARANTINE = pl.DataFrame()
+
+
+def write_batch(lake: Lake, batch_id: str, valid: pl.DataFrame, quarantine: pl.DataFrame = NO_QUARANTINE) -> None:
+    writer = lake.batch_writer(batch_id)
+    writer.write(valid, quarantine)
+    writer.finish()
+
+
 def test_a_rerun_of_a_batch_replaces_its_files_and_removes_days_it_no_longer_has(lake: Lake) -> None:
-    lake.write_events(events(["2026-03-01", "2026-03-02"], "b1"), "b1")
-    lake.write_events(events(["2026-03-02"], "b2"), "b2")
+    write_batch(lake, "b1", events(["2026-03-01", "2026-03-02"], "b1"))
+    write_batch(lake, "b2", events(["2026-03-02"], "b2"))
     assert lakeread.batch_ids_for_day(lake, "2026-03-02") == ["b1", "b2"]
 
     # The same batch again, now with rows of other days only: its old files go, the other batch's stay.
-    lake.write_events(events(["2026-03-02", "2026-03-03", "2026-03-03"], "b1"), "b1")
+    write_batch(lake, "b1", events(["2026-03-02", "2026-03-03", "2026-03-03"], "b1"))
     assert lake.event_keys("2026-03-01") == []
     assert lakeread.batch_ids_for_day(lake, "2026-03-02") == ["b1", "b2"]
     both = lakeread.events_for_days(lake, ["2026-03-01", "2026-03-02", "2026-03-03"])
@@ -49,16 +58,33 @@ def test_a_rerun_of_a_batch_replaces_its_files_and_removes_days_it_no_longer_has
     assert both.filter(pl.col("event_date") == dt.date(2026, 3, 3)).height == 2
 
 
-def test_quarantine_files_scan_as_one_frame_and_an_empty_batch_removes_its_file(lake: Lake) -> None:
+def test_pieces_of_a_batch_map_back_to_it_and_an_aborted_attempt_leaves_nothing(lake: Lake) -> None:
+    writer = lake.batch_writer("b1")
+    writer.write(events(["2026-03-01"], "b1"), NO_QUARANTINE, piece="p00001")
+    writer.write(events(["2026-03-01"], "b1").with_columns(pl.lit("x").alias("event_id")), NO_QUARANTINE)
+    writer.finish()
+    assert lakeread.batch_ids_for_day(lake, "2026-03-01") == ["b1"]
+    assert [k.rsplit("/", 1)[1] for k in lake.batch_event_keys("b1")] == ["b1.p00001.parquet", "b1.parquet"]
+
+    retry = lake.batch_writer("b1")
+    retry.write(events(["2026-03-05"], "b1"), NO_QUARANTINE, piece="p00001")
+    retry.abort()  # files the earlier attempt had stay; this attempt's new day goes
+    assert lake.event_keys("2026-03-05") == [] and len(lake.batch_event_keys("b1")) == 2
+    with pytest.raises(ValueError):
+        lake.batch_writer("a.b")  # a dot would make piece names ambiguous
+
+
+def test_quarantine_files_scan_as_one_frame_and_an_empty_rerun_removes_its_file(lake: Lake) -> None:
     old = pl.DataFrame({"raw_record": ["{"], "event_date": [dt.date(2026, 3, 1)], "batch_id": ["b1"]})
     new = old.with_columns(pl.lit("b2").alias("batch_id"), pl.lit(["x:y"]).alias("reasons"))
-    lake.write_quarantine(new, "b2")
-    lake.write_quarantine(old, "b1")  # an older file without the `reasons` column
+    no_events = events([], "b0")
+    write_batch(lake, "b2", no_events, new)
+    write_batch(lake, "b1", no_events, old)  # an older file without the `reasons` column
     assert lake.read(lake.quarantine_keys()).sort("batch_id").to_dicts() == [
-        {**old.row(0, named=True)},  # the first file's columns
-        {**new.drop("reasons").row(0, named=True)},
+        {**old.row(0, named=True), "reasons": None},  # every file's columns, null where a file lacks one
+        new.row(0, named=True),
     ]
-    lake.write_quarantine(old.clear(), "b1")
+    write_batch(lake, "b1", no_events, old.clear())
     assert [k.rsplit("/", 1)[1] for k in lake.quarantine_keys()] == ["b2.parquet"]
 
 
@@ -112,8 +138,15 @@ def test_describe_names_the_place(lake: Lake, tmp_path: Path) -> None:
 def test_an_s3_lake_writes_only_whole_objects_under_its_prefix(s3_client: Any) -> None:
     s3_client.create_bucket(Bucket=BUCKET)
     lake = Lake(S3Storage(s3_client, BUCKET, "prod/lake"))
-    lake.write_events(events(["2026-03-01"], "b1"), "b1")
+    write_batch(lake, "b1", events(["2026-03-01"], "b1"))
     keys = sorted(o["Key"] for o in s3_client.list_objects_v2(Bucket=BUCKET)["Contents"])
     assert keys == ["prod/lake/_batches/b1.json", "prod/lake/events/event_date=2026-03-01/b1.parquet"]
     body = s3_client.get_object(Bucket=BUCKET, Key=keys[1])["Body"].read()
     assert body[:4] == b"PAR1" and body[-4:] == b"PAR1"
+
+
+def test_a_column_whose_type_changed_between_files_is_an_error_not_a_cast(lake: Lake) -> None:
+    write_batch(lake, "b1", events(["2026-03-01"], "b1"))
+    write_batch(lake, "b2", events(["2026-03-01"], "b2").with_columns(pl.col("event_id").cast(pl.Categorical)))
+    with pytest.raises(TypeError, match="event_id"):
+        lake.read(lake.event_keys())

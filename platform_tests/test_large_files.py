@@ -10,7 +10,7 @@ from typing import IO
 import polars as pl
 import pytest
 
-from dataplatform.lib import warehouse
+from dataplatform.lib import lakeread, warehouse
 from dataplatform.lib.ingest import IngestReport, batch_id_for, ingest_batch
 from dataplatform.lib.lake import Lake
 from dataplatform.lib.landing import LocalLanding
@@ -48,15 +48,18 @@ def test_pieces_give_the_same_result_as_reading_the_file_whole(tmp_path: Path, n
     whole = ingest_landing(landing, Lake.local(tmp_path / "a"), tmp_path / "a.duckdb", piece_bytes=WHOLE)
     pieces = ingest_landing(landing, Lake.local(tmp_path / "b"), tmp_path / "b.duckdb", piece_bytes=PIECE)
 
-    assert whole.parts == [] and len(pieces.parts) >= 10
+    assert whole.pieces == 0 and pieces.pieces >= 10
     assert totals(pieces) == totals(whole) == (299, 296, 2, 1)  # 300 lines - 1 blank; e3 twice
     a, b = tables(tmp_path / "a.duckdb"), tables(tmp_path / "b.duckdb")
     assert a["events"].equals(b["events"]) and a["files"].equals(b["files"])
     assert a["quarantine"].equals(b["quarantine"])  # the same line numbers in the whole file
     assert b["quarantine"]["source_row"].to_list() == [8, 121]
     with warehouse.connect(tmp_path / "b.duckdb", read_only=True) as con:
-        checks = [warehouse.batch_reconciliation(con, b) for b in [pieces.batch_id, *pieces.parts]]
-    assert all(c["ok"] for c in checks)
+        assert warehouse.batch_reconciliation(con, pieces.batch_id)["ok"]  # one batch, one audit row
+        assert con.sql("SELECT count(*) FROM ingest_batches").fetchall() == [(1,)]
+    lake = Lake.local(tmp_path / "b")
+    assert lakeread.batch_ids_for_day(lake, "2026-03-01") == [pieces.batch_id]  # piece files map to the batch
+    assert lake.read(lake.batch_event_keys(pieces.batch_id)).height == 296
 
 
 def test_a_rerun_and_a_redelivery_of_a_streamed_file_change_nothing(tmp_path: Path) -> None:
@@ -74,7 +77,7 @@ def test_a_rerun_and_a_redelivery_of_a_streamed_file_change_nothing(tmp_path: Pa
         store=store, files=copy, lake=lake, warehouse_path=wh, batch_id=batch_id_for("stream", copy), mode="stream",
         piece_bytes=PIECE,
     )  # fmt: skip
-    assert report.files_redelivered == ["copy/big-again.jsonl"] and report.rows_in == 0 and report.parts == []
+    assert report.files_redelivered == ["copy/big-again.jsonl"] and report.rows_in == 0 and report.pieces == 0
     assert tables(wh)["events"].equals(before["events"])
 
 
@@ -91,7 +94,7 @@ def test_a_file_that_cannot_be_read_whole_is_rejected_before_any_piece(
     landing, wh = tmp_path / "landing", tmp_path / "wh.duckdb"
     write_landing(landing, name, data)
     report = ingest_landing(landing, Lake.local(tmp_path / "lake"), wh, piece_bytes=PIECE)
-    assert report.parts == [] and report.files_rejected == 1 and report.rows_valid == 0
+    assert report.pieces == 0 and report.files_rejected == 1 and report.rows_valid == 0
     with warehouse.connect(wh, read_only=True) as con:
         assert con.sql("SELECT reasons FROM quarantine").fetchall() == [([reason],)]
 
@@ -118,6 +121,9 @@ def test_a_file_that_changes_while_it_is_read_fails_the_batch_and_is_not_recorde
             landing, lake, tmp_path / "wh.duckdb", piece_bytes=PIECE, store=ChangingLanding(landing, "big.jsonl")
         )
     assert lake.ledger.entries() == []  # not recorded: the sensor retries it under its new identity
+    assert lake.event_keys() == [] and lake.quarantine_keys() == []  # the attempt's files are removed
+    with warehouse.connect(tmp_path / "wh.duckdb", read_only=True) as con:
+        assert con.sql("SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM quarantine)").fetchall() == [(0,)]
 
 
 def test_a_run_that_dies_between_parts_completes_when_run_again(tmp_path: Path) -> None:
@@ -147,13 +153,22 @@ def test_a_run_that_dies_between_parts_completes_when_run_again(tmp_path: Path) 
 
     with pytest.raises(KeyboardInterrupt):
         ingest_landing(landing, lake, wh, piece_bytes=PIECE, store=DiesAfterSomePieces(landing))
-    with warehouse.connect(wh, read_only=True) as con:
-        assert con.sql("SELECT count(*) FROM ingest_batches").fetchall()[0][0] >= 3  # some parts are in
-        assert con.sql("SELECT count(*) FROM ingested_files").fetchall()[0][0] == 0  # the file is not
+    with warehouse.connect(wh, read_only=True) as con:  # one transaction: nothing of the batch is visible
+        assert con.sql("SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM ingest_batches)").fetchall() == [
+            (0,)
+        ]
     assert lake.ledger.entries() == []
+    assert len(lake.event_keys()) >= 4  # the dead attempt's piece files are there, named in the manifest
 
-    report = ingest_landing(landing, lake, wh, piece_bytes=PIECE)
+    # Run again, with pieces four times larger (DP_PIECE_BYTES raised in between): the same result as a
+    # clean run, and the dead attempt's smaller pieces are gone.
+    report = ingest_landing(landing, lake, wh, piece_bytes=4 * PIECE)
     assert totals(report) == (299, 296, 2, 1)
-    clean = ingest_landing(landing, Lake.local(tmp_path / "clean"), tmp_path / "clean.duckdb", piece_bytes=PIECE)
-    assert tables(wh)["events"].equals(tables(tmp_path / "clean.duckdb")["events"])
+    clean_lake = Lake.local(tmp_path / "clean")
+    clean = ingest_landing(landing, clean_lake, tmp_path / "clean.duckdb", piece_bytes=4 * PIECE)
+    after, expected = tables(wh), tables(tmp_path / "clean.duckdb")
+    assert all(after[name].equals(expected[name]) for name in ("events", "quarantine", "files"))
     assert totals(clean) == totals(report)
+    assert [k.rsplit("/", 1)[1] for k in lake.event_keys()] == [k.rsplit("/", 1)[1] for k in clean_lake.event_keys()]
+    with warehouse.connect(wh, read_only=True) as con:
+        assert warehouse.batch_reconciliation(con, report.batch_id)["ok"]

@@ -165,7 +165,7 @@ report = ingest_batch(store=store, files=files, lake=Lake.local(out / "lake"), w
 seconds = time.perf_counter() - start
 peak = next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 print(json.dumps({"seconds": seconds, "peak_mib": peak, "phases": report.seconds, "rows_in": report.rows_in,
-                  "parts": len(report.parts),
+                  "pieces": report.pieces,
                   "rows_valid": report.rows_valid, "rows_quarantined": report.rows_quarantined,
                   "rows_duplicate": report.rows_duplicate}))
 """
@@ -206,13 +206,13 @@ def test_big_file_streams_in_pieces_with_memory_bounded_by_the_piece(
     report(
         capsys,
         f"big file: {size_mib:,.0f} MiB JSONL, {events:,} events (written in {generated:.0f} s) ingested in one batch"
-        f" of {result['parts']} parts"
+        f" read in {result['pieces']} pieces"
         f" in {result['seconds']:.1f} s ({events / result['seconds']:,.0f} rows/s; {phases});"
         f" peak RSS of the ingesting process {result['peak_mib']:,.0f} MiB"
         f" = {result['peak_mib'] / size_mib:.1f}x the file",
     )
     assert result["rows_in"] == result["rows_valid"] == events
     assert result["rows_quarantined"] == result["rows_duplicate"] == 0
-    assert result["parts"] >= math.floor(size_mib * 2**20 / PIECE_BYTES)  # never read whole
+    assert result["pieces"] >= math.floor(size_mib * 2**20 / PIECE_BYTES)  # never read whole
     # Bounded by the piece, not the file: the whole-file reader peaked at ~7x the file (1.5 GiB for 215 MiB).
     assert result["peak_mib"] < 2048

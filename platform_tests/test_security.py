@@ -38,7 +38,7 @@ QUERY_METHODS = {"sql", "execute", "executemany", "query"}
 # module -> expression formatted into SQL -> why it is a code constant and never data.
 ALLOWED_IN_SQL: dict[str, dict[str, str]] = {
     "lib/warehouse.py": {
-        "table": "commit_batch: a constant tuple of table names; replace_rows: the literal each caller passes"
+        "table": "batch_transaction: the constant BATCH_TABLES; replace_rows: the literal each caller passes"
         " (test_sql_helpers_get_literal_names)",
         "keys": "replace_rows: the quoted literal key columns each caller passes",
         "name": "table_counts: a constant tuple of table names",

@@ -10,9 +10,9 @@ Order matters for "nothing lost, nothing doubled":
 A crash between any two steps leaves a state that re-running the same batch completes.
 
 A JSONL file larger than `piece_bytes` is never held whole: it is read as a stream, in pieces
-of whole lines, and each piece goes through steps 1-5 as its own part (`<batch id>-part00001`,
-...; a part is a batch of its own in the audit table). The batch's own commit, with the small
-files and every file record, comes last, so a file is recorded only once all its parts are in.
+of whole lines, and each piece goes through steps 1-4 on its own (lake files
+`<batch id>.pNNNNN.parquet`); all pieces and the small files share one warehouse transaction,
+so the batch becomes visible whole or not at all, and its audit row counts every piece.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import datetime as dt
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
-from contextlib import closing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from typing import Any
 import polars as pl
 
 from dataplatform.lib import warehouse
-from dataplatform.lib.lake import Lake
+from dataplatform.lib.lake import BatchWriter, Lake
 from dataplatform.lib.landing import LandingFile, LandingStore
 from dataplatform.lib.readers import (
     FileRejection,
@@ -62,21 +62,7 @@ class IngestReport:
     event_dates: list[str] = field(default_factory=list)
     top_reasons: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
-    parts: list[str] = field(default_factory=list)  # batch ids of the pieces of large files
-
-    def absorb(self, part: IngestReport) -> None:
-        """Add a part's counts to this batch's totals."""
-        self.rows_in += part.rows_in
-        self.rows_valid += part.rows_valid
-        self.rows_quarantined += part.rows_quarantined
-        self.rows_duplicate_in_batch += part.rows_duplicate_in_batch
-        self.rows_duplicate_existing += part.rows_duplicate_existing
-        self.event_dates = sorted({*self.event_dates, *part.event_dates})
-        for reason, count in part.top_reasons.items():
-            self.top_reasons[reason] = self.top_reasons.get(reason, 0) + count
-        self.top_reasons = dict(sorted(self.top_reasons.items(), key=lambda item: -item[1]))
-        for phase, seconds in part.seconds.items():
-            self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
+    pieces: int = 0  # pieces large JSONL files were read in (0: every file read whole)
 
     @property
     def rows_duplicate(self) -> int:
@@ -166,9 +152,9 @@ def _rejections_as_quarantine(rejected: list[FileRejection]) -> pl.DataFrame:
     )
 
 
-def _files_frame(read: _ReadBatch | None, batch_id: str, now: dt.datetime) -> pl.DataFrame:
-    rows = [] if read is None else [(f, sha, status) for f, sha, status in read.accepted]
-    rows += [] if read is None else [(f, sha, "redelivered") for f, sha in read.redelivered]
+def _files_frame(read: _ReadBatch, batch_id: str, now: dt.datetime) -> pl.DataFrame:
+    rows = [(f, sha, status) for f, sha, status in read.accepted]
+    rows += [(f, sha, "redelivered") for f, sha in read.redelivered]
     return pl.DataFrame(
         {
             "source_file": [f.key for f, _, _ in rows],
@@ -203,26 +189,33 @@ def ingest_batch(
     piece_bytes: int = DEFAULT_PIECE_BYTES,
 ) -> IngestReport:
     """Ingest `files` from `store` as batch `batch_id`; safe to repeat after any crash."""
+    started = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
     read = _read_files(store, files, lake, batch_id, piece_bytes)
-    read_seconds = time.perf_counter() - clock
     report = IngestReport(batch_id=batch_id, mode=mode, files=[f.key for f in files])
-    context = _PartContext(lake, warehouse_path, mode, partition_key, run_id)
+    report.files_redelivered = [f.key for f, _ in read.redelivered]
+    report.files_rejected = len(read.rejected)
+    report.seconds["read"] = time.perf_counter() - clock
 
-    for file, sha in read.streamed:
-        with closing(store.open(file.key)) as stream:
-            for n, piece in enumerate(jsonl_pieces(file.key, stream, sha, piece_bytes), start=len(report.parts) + 1):
-                part = _ingest_part(context, f"{batch_id}-part{n:05d}", [file.key], [piece], [], None)
-                report.absorb(part)
-                report.parts.append(part.batch_id)
-                log(f"part {part.batch_id} of {file.key}: {part.rows_in} in, {part.rows_valid} valid")
-
-    # The batch's own commit comes last and records every file: until it is in, a re-run redoes the batch.
-    own = _ingest_part(context, batch_id, report.files, read.parsed, read.rejected, read)
-    report.absorb(own)
-    report.files_redelivered = own.files_redelivered
-    report.files_rejected = own.files_rejected
-    report.seconds["read"] += read_seconds
+    writer = lake.batch_writer(batch_id)
+    try:
+        with warehouse.connect(warehouse_path) as con, warehouse.batch_transaction(con, batch_id) as batch:
+            for n, piece in enumerate(_pieces(store, read.streamed, piece_bytes), start=1):
+                _ingest_part(batch, writer, report, [piece], [], piece=f"p{n:05d}")
+                report.pieces += 1
+                log(f"batch {batch_id}: piece {n} of {piece.source_file} read ({report.rows_in} rows so far)")
+            _ingest_part(batch, writer, report, read.parsed, read.rejected)
+            if not report.reconciles:
+                raise ReconciliationError(f"batch {batch_id} does not reconcile: {report.as_dict()}")
+            writer.finish()
+            now = dt.datetime.now(dt.UTC)
+            batch.finish(_audit_row(report, partition_key, run_id, started, now), _files_frame(read, batch_id, now))
+    except Exception:
+        # Nothing of the batch was committed. Remove the files this attempt added, since a batch whose
+        # file changed is not retried under this id; a re-run of the same batch would replace them anyway.
+        with suppress(Exception):
+            writer.abort()
+        raise
 
     for file, sha, _ in read.accepted:
         lake.ledger.record(file, sha, batch_id)
@@ -231,35 +224,27 @@ def ingest_batch(
     log(
         f"batch {batch_id}: {report.rows_in} in = {report.rows_valid} valid + {report.rows_quarantined} quarantined"
         f" + {report.rows_duplicate} duplicates; {len(report.files_redelivered)} files redelivered"
-        + (f"; {len(report.parts)} parts" if report.parts else "")
+        + (f"; large files read in {report.pieces} pieces" if report.pieces else "")
     )
     return report
 
 
-@dataclass(frozen=True)
-class _PartContext:
-    lake: Lake
-    warehouse_path: Path
-    mode: str
-    partition_key: str | None
-    run_id: str | None
+def _pieces(store: LandingStore, streamed: list[tuple[LandingFile, str]], piece_bytes: int) -> Iterator[ParsedFile]:
+    for file, sha in streamed:
+        with closing(store.open(file.key)) as stream:
+            yield from jsonl_pieces(file.key, stream, sha, piece_bytes)
 
 
 def _ingest_part(
-    context: _PartContext,
-    batch_id: str,
-    file_keys: list[str],
+    batch: warehouse.BatchTransaction,
+    writer: BatchWriter,
+    report: IngestReport,
     parsed: list[ParsedFile],
     rejected: list[FileRejection],
-    read: _ReadBatch | None,
-) -> IngestReport:
-    """Steps 1-5 for one set of parsed records; `read` (the batch's own part only) adds the file records."""
-    started = dt.datetime.now(dt.UTC)
+    piece: str | None = None,
+) -> None:
+    """Steps 1-5 for one set of records (the small files, or one piece of a large file) inside the batch."""
     clock = time.perf_counter()
-    report = IngestReport(batch_id=batch_id, mode=context.mode, files=file_keys)
-    if read is not None:
-        report.files_redelivered = [f.key for f, _ in read.redelivered]
-    report.files_rejected = len(rejected)
     records = _stack(
         [p.records.with_columns(pl.lit(p.source_file).alias("source_file")) for p in parsed],
         {"source_file": pl.String, "source_row": pl.Int64},
@@ -268,46 +253,39 @@ def _ingest_part(
         [p.malformed.with_columns(pl.lit(p.source_file).alias("source_file")) for p in parsed],
         {"source_file": pl.String, "source_row": pl.Int64, "raw_record": pl.String},
     )
-    report.seconds["read"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
     result = transform(records, malformed)
     quarantine = pl.concat([result.quarantine, _rejections_as_quarantine(rejected)])
-    report.seconds["transform"] = time.perf_counter() - clock
+    report.seconds["transform"] = report.seconds.get("transform", 0.0) + time.perf_counter() - clock
 
-    with warehouse.connect(context.warehouse_path) as con:
-        clock = time.perf_counter()
-        taken = warehouse.ids_owned_by_other_batches(con, result.valid, batch_id)
-        valid = result.valid.filter(~pl.col("event_id").is_in(taken.implode())) if taken.len() else result.valid
-        report.rows_in = result.rows_in + len(rejected)
-        report.rows_valid = valid.height
-        report.rows_quarantined = quarantine.height
-        report.rows_duplicate_in_batch = result.duplicates
-        report.rows_duplicate_existing = result.valid.height - valid.height
-        if not report.reconciles:
-            raise ReconciliationError(f"batch {batch_id} does not reconcile: {report.as_dict()}")
-        report.event_dates = sorted({str(d) for d in valid["event_date"].unique()})
-        report.top_reasons = _reason_counts(quarantine)
+    clock = time.perf_counter()
+    elsewhere, earlier = batch.held_ids(result.valid)
+    held = pl.concat([elsewhere, earlier])
+    valid = result.valid.filter(~pl.col("event_id").is_in(held.implode())) if held.len() else result.valid
+    rows_in = result.rows_in + len(rejected)
+    duplicates_in_batch = result.duplicates + earlier.len()
+    if rows_in != valid.height + quarantine.height + duplicates_in_batch + elsewhere.len():
+        raise ReconciliationError(f"batch {report.batch_id}: a part does not reconcile")
+    report.rows_in += rows_in
+    report.rows_valid += valid.height
+    report.rows_quarantined += quarantine.height
+    report.rows_duplicate_in_batch += duplicates_in_batch
+    report.rows_duplicate_existing += elsewhere.len()
+    report.event_dates = sorted({*report.event_dates, *(str(d) for d in valid["event_date"].unique())})
+    for reason, count in _reason_counts(quarantine).items():
+        report.top_reasons[reason] = report.top_reasons.get(reason, 0) + count
 
-        lake_rows = valid.with_columns(pl.lit(batch_id).alias("batch_id"))
-        context.lake.write_events(lake_rows, batch_id)
-        context.lake.write_quarantine(quarantine.with_columns(pl.lit(batch_id).alias("batch_id")), batch_id)
-        report.seconds["write"] = time.perf_counter() - clock
+    now = dt.datetime.now(dt.UTC)
+    stamp = pl.lit(now, dtype=pl.Datetime("us", "UTC"))
+    lake_rows = valid.with_columns(pl.lit(report.batch_id).alias("batch_id"))
+    quarantine = quarantine.with_columns(pl.lit(report.batch_id).alias("batch_id"))
+    writer.write(lake_rows, quarantine, piece)
+    report.seconds["write"] = report.seconds.get("write", 0.0) + time.perf_counter() - clock
 
-        clock = time.perf_counter()
-        now = dt.datetime.now(dt.UTC)
-        commit = warehouse.BatchCommit(
-            batch_id=batch_id,
-            events=lake_rows.with_columns(pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("ingested_at")),
-            quarantine=quarantine.with_columns(
-                pl.lit(batch_id).alias("batch_id"), pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("quarantined_at")
-            ),
-            audit=_audit_row(report, context.partition_key, context.run_id, started, now),
-            files=_files_frame(read, batch_id, now),
-        )
-        warehouse.commit_batch(con, commit)
-        report.seconds["merge"] = time.perf_counter() - clock
-    return report
+    clock = time.perf_counter()
+    batch.add(
+        lake_rows.with_columns(stamp.alias("ingested_at")), quarantine.with_columns(stamp.alias("quarantined_at"))
+    )
+    report.seconds["merge"] = report.seconds.get("merge", 0.0) + time.perf_counter() - clock
 
 
 def _reason_counts(quarantine: pl.DataFrame) -> dict[str, int]:

@@ -15,7 +15,7 @@ import datetime as dt
 import hashlib
 import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from dataplatform.lib.storage import LocalStorage, ObjectStorage, open_storage, 
 EVENTS_DIR = "events"
 QUARANTINE_DIR = "quarantine"
 LEDGER_DIR = "_ledger"
-BATCHES_DIR = "_batches"  # per batch: the event files it wrote, so a re-run can remove stale ones
+BATCHES_DIR = "_batches"  # per batch: the files it wrote, so a re-run can remove stale ones
 
 
 def _parquet_bytes(frame: pl.DataFrame) -> bytes:
@@ -39,6 +39,15 @@ def _parquet_bytes(frame: pl.DataFrame) -> bytes:
 
 def write_parquet_atomically(frame: pl.DataFrame, path: Path) -> None:
     write_atomically(path, lambda tmp: frame.write_parquet(tmp, compression="zstd", statistics=True))
+
+
+def _union_schema(schemas: Sequence[Mapping[str, pl.DataType]], keys: Sequence[str]) -> dict[str, pl.DataType]:
+    union: dict[str, pl.DataType] = {}
+    for schema, key in zip(schemas, keys, strict=True):
+        for name, dtype in schema.items():
+            if union.setdefault(name, dtype) != dtype:
+                raise TypeError(f"column {name!r} is {dtype} in {key} but {union[name]} in an earlier file")
+    return union
 
 
 @dataclass(frozen=True)
@@ -67,14 +76,17 @@ class Lake:
             self.storage.write(key, _parquet_bytes(frame))
 
     def scan(self, keys: Sequence[str]) -> pl.LazyFrame:
-        """The files as one frame with the first file's columns (missing ones null, extra ones dropped)."""
+        """The files as one frame: every column of any file (null where a file lacks it), in order of
+        appearance; a column whose type differs between files is an error, never a silent cast."""
+        if not keys:
+            raise ValueError("no files to scan")
         paths = [self.storage.local_path(k) for k in keys]
         if all(p is not None for p in paths):
-            return pl.scan_parquet(paths, missing_columns="insert", extra_columns="ignore")  # type: ignore[arg-type]
+            schema = _union_schema([pl.read_parquet_schema(p) for p in paths], keys)  # type: ignore[arg-type]
+            return pl.scan_parquet(paths, schema=schema, missing_columns="insert")  # type: ignore[arg-type]
         frames = [pl.read_parquet(io.BytesIO(self.storage.read(k))) for k in keys]
-        if not frames:
-            raise ValueError("no files to scan")
-        return pl.concat(frames, how="diagonal_relaxed").select(frames[0].columns).lazy()
+        _union_schema([f.schema for f in frames], keys)
+        return pl.concat(frames, how="diagonal").lazy()
 
     def read(self, keys: Sequence[str]) -> pl.DataFrame:
         return self.scan(keys).collect() if keys else pl.DataFrame()
@@ -93,42 +105,73 @@ class Lake:
     def batch_event_keys(self, batch_id: str) -> list[str]:
         """The event files one batch wrote (from its manifest; empty for an unknown batch)."""
         try:
-            return list(json.loads(self.storage.read(f"{BATCHES_DIR}/{batch_id}.json")))
+            keys = json.loads(self.storage.read(f"{BATCHES_DIR}/{batch_id}.json"))
         except LookupError:
             return []
+        return [k for k in keys if k.startswith(f"{EVENTS_DIR}/")]
 
     def quarantine_keys(self) -> list[str]:
         return [k for k in self.storage.keys(QUARANTINE_DIR) if k.endswith(".parquet")]
 
-    def write_events(self, valid: pl.DataFrame, batch_id: str) -> list[str]:
-        """One file per event date for this batch; files an earlier attempt wrote for other dates are removed."""
-        parts = valid.sort("event_date").partition_by("event_date", as_dict=True, maintain_order=True)
-        keys = [self.event_key(event_date, batch_id) for (event_date,) in parts]
-        manifest = f"{BATCHES_DIR}/{batch_id}.json"
-        try:
-            earlier = set(json.loads(self.storage.read(manifest)))
-        except LookupError:
-            earlier = set()
-        # Name every file before writing it, so a run killed mid-way leaves nothing a re-run cannot find.
-        self.storage.write(manifest, json.dumps(sorted(earlier | set(keys))).encode())
-        for key, part in zip(keys, parts.values(), strict=True):
-            self.write_parquet(key, part.drop("event_date"))
-        for stale in sorted(earlier - set(keys)):
-            self.storage.delete(stale)
-        self.storage.write(manifest, json.dumps(keys).encode())
-        return keys
-
-    def write_quarantine(self, quarantine: pl.DataFrame, batch_id: str) -> str | None:
-        key = f"{QUARANTINE_DIR}/{batch_id}.parquet"
-        if quarantine.height == 0:
-            self.storage.delete(key)
-            return None
-        self.write_parquet(key, quarantine)
-        return key
+    def batch_writer(self, batch_id: str) -> BatchWriter:
+        return BatchWriter(self, batch_id)
 
     @property
     def ledger(self) -> Ledger:
         return Ledger(self.storage)
+
+
+def batch_of_file(key: str) -> str:
+    """The batch id in a lake file name: `<batch id>.parquet`, or `<batch id>.<piece>.parquet` for a piece."""
+    return key.rsplit("/", 1)[-1].removesuffix(".parquet").split(".", 1)[0]
+
+
+class BatchWriter:
+    """The lake files of one batch attempt, written piece by piece.
+
+    The batch's manifest (`_batches/<batch id>.json`) names every file before it is written, so a
+    file of an attempt that died is always found again; `finish` removes what earlier attempts wrote
+    and this one did not (other event dates, more pieces), and `abort` removes what this one wrote.
+    Batch ids contain no dot, so `<batch id>.<piece>` file names map back to their batch.
+    """
+
+    def __init__(self, lake: Lake, batch_id: str) -> None:
+        if "." in batch_id:
+            raise ValueError(f"a batch id has no dot: {batch_id!r}")
+        self.lake, self.batch_id = lake, batch_id
+        self.manifest = f"{BATCHES_DIR}/{batch_id}.json"
+        try:
+            self.earlier = set(json.loads(lake.storage.read(self.manifest)))
+        except LookupError:
+            self.earlier = set()
+        self.written: list[str] = []
+
+    def _name(self, keys: list[str]) -> None:
+        self.lake.storage.write(self.manifest, json.dumps(sorted(self.earlier | {*self.written, *keys})).encode())
+
+    def write(self, valid: pl.DataFrame, quarantine: pl.DataFrame, piece: str | None = None) -> list[str]:
+        """One file per event date of `valid`, and one quarantine file; `piece` names a piece of a large file."""
+        name = f"{self.batch_id}.{piece}" if piece else self.batch_id
+        parts = valid.sort("event_date").partition_by("event_date", as_dict=True, maintain_order=True)
+        files = {Lake.event_key(event_date, name): part.drop("event_date") for (event_date,), part in parts.items()}
+        if quarantine.height:
+            files[f"{QUARANTINE_DIR}/{name}.parquet"] = quarantine
+        self._name(list(files))
+        for key, frame in files.items():
+            self.lake.write_parquet(key, frame)
+        self.written += files
+        return list(files)
+
+    def finish(self) -> None:
+        for stale in sorted(self.earlier - set(self.written)):
+            self.lake.storage.delete(stale)
+        self.lake.storage.write(self.manifest, json.dumps(sorted(self.written)).encode())
+
+    def abort(self) -> None:
+        """Remove this attempt's files that no earlier attempt had (for a failure the batch will not retry)."""
+        for key in sorted(set(self.written) - self.earlier):
+            self.lake.storage.delete(key)
+        self.lake.storage.write(self.manifest, json.dumps(sorted(self.earlier)).encode())
 
 
 def _digest(text: str) -> str:

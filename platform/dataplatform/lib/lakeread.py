@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from dataplatform.lib.lake import Lake
+from dataplatform.lib.lake import Lake, batch_of_file
 from dataplatform.lib.transform import QUARANTINE_SCHEMA
 
 
@@ -25,7 +25,7 @@ def events_for_days(lake: Lake, days: Sequence[dt.date | str]) -> pl.DataFrame:
 
 def batch_ids_for_day(lake: Lake, day: dt.date | str) -> list[str]:
     """Batches that wrote events of `day` (lake file names are batch ids)."""
-    return sorted(key.rsplit("/", 1)[1].removesuffix(".parquet") for key in lake.event_keys(day))
+    return sorted({batch_of_file(key) for key in lake.event_keys(day)})
 
 
 def quarantine_for_days(lake: Lake, days: Sequence[dt.date | str]) -> pl.DataFrame:

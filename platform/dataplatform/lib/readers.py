@@ -180,10 +180,21 @@ def jsonl_pieces(source_file: str, stream: IO[bytes], sha256: str, piece_bytes: 
     pending, first_row = b"", 1
 
     def piece(data: bytes) -> ParsedFile:
-        records, malformed = _read_jsonl(data.decode("utf-8"), first_row)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FileChangedError(f"{source_file} changed while it was being read: {exc}") from exc
+        records, malformed = _read_jsonl(text, first_row)
         return ParsedFile(source_file, sha256, len(data), records, malformed)
 
-    for block in _payload_blocks(reader, source_file.lower().endswith(".gz")):
+    blocks = _payload_blocks(reader, source_file.lower().endswith(".gz"))
+    while True:
+        try:
+            block = next(blocks, b"")
+        except (OSError, EOFError, zlib.error) as exc:  # the first pass read it cleanly: it changed since
+            raise FileChangedError(f"{source_file} changed while it was being read: {exc}") from exc
+        if not block:
+            break
         pending += block
         while len(pending) >= piece_bytes:
             # Cut after the last line end within the piece size (or after the first beyond it, for a long line).

@@ -45,6 +45,8 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        if os.environ.get("DP_LAKE_DIR"):  # renamed: a silently ignored old name would start an empty lake
+            raise ValueError("DP_LAKE_DIR was renamed DP_LAKE_URI (a folder or s3://bucket/prefix); set that instead")
         data_dir = Path(_env("DP_DATA_DIR", str(REPO_ROOT / "data"))).resolve()
         return cls(
             data_dir=data_dir,

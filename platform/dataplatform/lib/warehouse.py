@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -158,57 +157,70 @@ def connect(path: Path, *, read_only: bool = False, wait_seconds: float = LOCK_W
         con.close()
 
 
-def ids_owned_by_other_batches(con: Any, valid: pl.DataFrame, batch_id: str) -> pl.Series:
-    """Event ids of this batch that the warehouse already holds from a different batch."""
-    con.register("incoming_ids", valid.select("event_id"))
-    try:
-        found = con.sql(
-            "SELECT DISTINCT e.event_id FROM incoming_ids i JOIN events e USING (event_id) WHERE e.batch_id <> ?",
-            params=[batch_id],
-        ).pl()
-    finally:
-        con.unregister("incoming_ids")
-    return found["event_id"]
+BATCH_TABLES = ("events", "quarantine", "ingest_batches", "ingested_files")
 
 
-@dataclass(frozen=True)
-class BatchCommit:
-    batch_id: str
-    events: pl.DataFrame  # valid rows with event_date, lineage, batch_id, ingested_at
-    quarantine: pl.DataFrame  # batch_id, source_file, source_row, reasons, raw_record, quarantined_at
-    audit: dict[str, Any]
-    files: pl.DataFrame  # ingested_files rows
+class BatchTransaction:
+    """One batch's writes, made visible together: its parts' rows, then its audit row and file records.
 
-
-def commit_batch(con: Any, commit: BatchCommit) -> None:
-    """Make one batch's rows, quarantine, audit row and file records visible in one transaction.
-
-    Idempotent: re-committing the same batch leaves the same tables.
+    It opens by deleting whatever an earlier attempt of the same batch committed, so a re-run
+    replaces the batch, and every event id this batch holds inside the transaction was added by
+    an earlier part of this attempt.
     """
-    con.register("batch_events", commit.events.select(EVENT_COLUMNS))
-    con.register("batch_quarantine", commit.quarantine)
-    con.register("batch_files", commit.files)
-    con.register("batch_audit", pl.DataFrame([commit.audit], schema=AUDIT_SCHEMA))
+
+    def __init__(self, con: Any, batch_id: str) -> None:
+        self.con, self.batch_id = con, batch_id
+
+    def held_ids(self, valid: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+        """Ids of `valid` the warehouse already holds: (from other batches, from earlier parts of this one)."""
+        self.con.register("incoming_ids", valid.select("event_id"))
+        try:
+            found = self.con.sql(
+                "SELECT DISTINCT e.event_id, e.batch_id = ? AS same FROM incoming_ids i JOIN events e USING (event_id)",
+                params=[self.batch_id],
+            ).pl()
+        finally:
+            self.con.unregister("incoming_ids")
+        return found.filter(~pl.col("same"))["event_id"], found.filter(pl.col("same"))["event_id"]
+
+    def add(self, events: pl.DataFrame, quarantine: pl.DataFrame) -> None:
+        self.con.register("part_events", events.select(EVENT_COLUMNS))
+        self.con.register("part_quarantine", quarantine)
+        try:
+            # MERGE, not INSERT: a logic error that let a held id through shows up as a reconciliation
+            # failure instead of a doubled row.
+            self.con.sql(
+                "MERGE INTO events AS t USING part_events AS s ON t.event_id = s.event_id "
+                "WHEN NOT MATCHED THEN INSERT BY NAME"
+            )
+            self.con.sql("INSERT INTO quarantine BY NAME SELECT * FROM part_quarantine")
+        finally:
+            self.con.unregister("part_events")
+            self.con.unregister("part_quarantine")
+
+    def finish(self, audit: dict[str, Any], files: pl.DataFrame) -> None:
+        self.con.register("batch_audit", pl.DataFrame([audit], schema=AUDIT_SCHEMA))
+        self.con.register("batch_files", files)
+        try:
+            self.con.sql("INSERT INTO ingest_batches BY NAME SELECT * FROM batch_audit")
+            self.con.sql("INSERT INTO ingested_files BY NAME SELECT * FROM batch_files")
+        finally:
+            self.con.unregister("batch_audit")
+            self.con.unregister("batch_files")
+
+
+@contextmanager
+def batch_transaction(con: Any, batch_id: str) -> Iterator[BatchTransaction]:
+    """Commit on a clean exit, roll back on any exception (nothing of the batch becomes visible)."""
+    con.sql("BEGIN TRANSACTION")
     try:
-        con.sql("BEGIN TRANSACTION")
-        con.sql(
-            """
-            MERGE INTO events AS t USING batch_events AS s ON t.event_id = s.event_id
-            WHEN NOT MATCHED THEN INSERT BY NAME
-            """
-        )
-        for table in ("quarantine", "ingest_batches", "ingested_files"):
-            con.sql(f"DELETE FROM {table} WHERE batch_id = ?", params=[commit.batch_id])
-        con.sql("INSERT INTO quarantine BY NAME SELECT * FROM batch_quarantine")
-        con.sql("INSERT INTO ingest_batches BY NAME SELECT * FROM batch_audit")
-        con.sql("INSERT INTO ingested_files BY NAME SELECT * FROM batch_files")
+        for table in BATCH_TABLES:
+            con.sql(f"DELETE FROM {table} WHERE batch_id = ?", params=[batch_id])
+        yield BatchTransaction(con, batch_id)
         con.sql("COMMIT")
     except BaseException:
         con.sql("ROLLBACK")
         raise
-    finally:
-        for name in ("batch_events", "batch_quarantine", "batch_files", "batch_audit"):
-            con.unregister(name)
 
 
 def batch_reconciliation(con: Any, batch_id: str) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def _ingest(
     batch_id: str,
     mode: str,
     partition_key: str | None = None,
-) -> tuple[IngestReport, list[dict[str, Any]]]:
+) -> tuple[IngestReport, dict[str, Any]]:
     report = ingest_batch(
         store=store,
         files=files,
@@ -62,8 +62,8 @@ def _ingest(
         piece_bytes=SETTINGS.piece_bytes,
     )
     with lakehouse.connect() as con:
-        checks = [warehouse.batch_reconciliation(con, b) for b in [batch_id, *report.parts]]
-    return report, checks
+        check = warehouse.batch_reconciliation(con, batch_id)
+    return report, check
 
 
 def _waiting_files(store: LandingStore, lakehouse: LakehouseResource) -> list[LandingFile]:
@@ -107,10 +107,10 @@ def landing_events(
     else:
         files = _waiting_files(store, lakehouse)
     batch_id = config.batch_id or batch_id_for("stream", files)
-    report, checks = _ingest(context, store, files, lakehouse, batch_id, mode="stream")
+    report, check = _ingest(context, store, files, lakehouse, batch_id, mode="stream")
     return dg.MaterializeResult(
         metadata={**report_metadata([report]), "landing_uri": store.uri},
-        check_results=[reconciliation_check(LANDING_EVENTS, checks)],
+        check_results=[reconciliation_check(LANDING_EVENTS, [check])],
     )
 
 
@@ -143,11 +143,11 @@ def history_events(
     for day in context.partition_keys:
         store = history.store(f"event_date={day}")
         files = store.list_files(SETTINGS.max_listed_files)
-        report, day_checks = _ingest(
+        report, check = _ingest(
             context, store, files, lakehouse, batch_id_for(f"history-{day}", files), mode="history", partition_key=day
         )
         reports.append(report)
-        checks.extend(day_checks)
+        checks.append(check)
     return dg.MaterializeResult(
         metadata={**report_metadata(reports), "history_uri": history.uri},
         check_results=[reconciliation_check(HISTORY_EVENTS, checks)],

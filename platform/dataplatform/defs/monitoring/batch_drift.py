@@ -16,9 +16,6 @@ from dataplatform.lib import drift, features, featurestore, lakeread, warehouse
 from dataplatform.lib.quality import drift_table, markdown_table
 
 BATCH_DRIFT = dg.AssetKey(["monitoring", "batch_drift"])
-NEWEST_STREAM_BATCH_SQL = (
-    "SELECT batch_id FROM ingest_batches WHERE mode = 'stream' AND rows_valid > 0 ORDER BY committed_at DESC"
-)
 
 
 class BatchDriftConfig(dg.Config):
@@ -50,7 +47,10 @@ def batch_drift(
 ) -> dg.MaterializeResult:
     lake = lakehouse.lake()
     with lakehouse.connect(read_only=True) as con:
-        batch_id = config.batch_id or warehouse.scalar(con, NEWEST_STREAM_BATCH_SQL)
+        batch_id = config.batch_id or warehouse.scalar(
+            con,
+            "SELECT batch_id FROM ingest_batches WHERE mode = 'stream' AND rows_valid > 0 ORDER BY committed_at DESC",
+        )
     if not batch_id:  # nothing streamed yet: nothing to judge (a full `./dp materialize` runs this too)
         return dg.MaterializeResult(metadata={"status": "no landing batch ingested yet"})
     batch = lake.read(lake.batch_event_keys(batch_id))

@@ -4,6 +4,9 @@ The piece size is made tiny here (a few KiB), so every property of the streamed 
 on small files; `test_load_burst.py` measures it on a large one.
 """
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import IO
 
@@ -130,33 +133,11 @@ def test_a_run_that_dies_between_parts_completes_when_run_again(tmp_path: Path) 
     landing, lake, wh = tmp_path / "landing", Lake.local(tmp_path / "lake"), tmp_path / "wh.duckdb"
     write_landing(landing, "big.jsonl", big_jsonl())
 
-    class DiesAfterSomePieces(LocalLanding):
-        """The second pass reads 1 KiB at a time and the process "dies" after 5 pieces' worth."""
-
-        opened = 0
-
-        def open(self, key: str) -> IO[bytes]:
-            stream = super().open(key)
-            self.opened += 1
-            if self.opened == 2:
-                original, budget = stream.read, [5 * PIECE]
-
-                def read(n: int = -1) -> bytes:
-                    if budget[0] <= 0:
-                        raise KeyboardInterrupt
-                    data = original(1024)
-                    budget[0] -= len(data)
-                    return data
-
-                stream.read = read  # type: ignore[method-assign]
-            return stream
-
-    with pytest.raises(KeyboardInterrupt):
-        ingest_landing(landing, lake, wh, piece_bytes=PIECE, store=DiesAfterSomePieces(landing))
-    with warehouse.connect(wh, read_only=True) as con:  # one transaction: nothing of the batch is visible
-        assert con.sql("SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM ingest_batches)").fetchall() == [
-            (0,)
-        ]
+    die_after_pieces(landing, lake, wh, batch_id=batch_id_for("stream", LocalLanding(landing).list_files(10)))
+    with warehouse.connect(wh, read_only=True) as con:  # pieces committed, the batch still open, no audit row
+        assert con.sql("SELECT count(*) FROM events").fetchall()[0][0] > 0
+        assert con.sql("SELECT count(*) FROM open_batches").fetchall() == [(1,)]
+        assert con.sql("SELECT count(*) FROM ingest_batches").fetchall() == [(0,)]
     assert lake.ledger.entries() == []
     assert len(lake.event_keys()) >= 4  # the dead attempt's piece files are there, named in the manifest
 
@@ -172,3 +153,47 @@ def test_a_run_that_dies_between_parts_completes_when_run_again(tmp_path: Path) 
     assert [k.rsplit("/", 1)[1] for k in lake.event_keys()] == [k.rsplit("/", 1)[1] for k in clean_lake.event_keys()]
     with warehouse.connect(wh, read_only=True) as con:
         assert warehouse.batch_reconciliation(con, report.batch_id)["ok"]
+        assert con.sql("SELECT count(*) FROM open_batches").fetchall() == [(0,)]
+
+
+def test_pieces_of_a_dead_batch_are_removed_by_the_next_batch_whatever_it_is(tmp_path: Path) -> None:
+    landing, lake, wh = tmp_path / "landing", Lake.local(tmp_path / "lake"), tmp_path / "wh.duckdb"
+    write_landing(landing, "big.jsonl", big_jsonl())
+    die_after_pieces(landing, lake, wh, batch_id="stream-dead")
+    write_landing(landing, "small.jsonl", jsonl_bytes([event(9000)]))
+    store = LocalLanding(landing)
+    small = [f for f in store.list_files(10) if f.key == "small.jsonl"]
+    ingest_batch(store=store, files=small, lake=lake, warehouse_path=wh, batch_id="stream-next", mode="stream")
+    with warehouse.connect(wh, read_only=True) as con:
+        assert con.sql("SELECT batch_id, count(*) FROM events GROUP BY ALL").fetchall() == [("stream-next", 1)]
+        assert con.sql("SELECT count(*) FROM open_batches").fetchall() == [(0,)]
+
+
+# A process that dies for real (os._exit: no exception handler, no cleanup) once 3 pieces are committed.
+DYING_INGEST = """
+import os, sys
+from pathlib import Path
+from dataplatform.lib.ingest import ingest_batch
+from dataplatform.lib.lake import Lake
+from dataplatform.lib.landing import LocalLanding
+
+landing, lake, wh, batch_id, piece_bytes = sys.argv[1:]
+store = LocalLanding(Path(landing))
+pieces = []
+
+def log(message):
+    pieces.append(message)
+    if len(pieces) == 3:
+        os._exit(9)
+
+ingest_batch(store=store, files=store.list_files(10), lake=Lake.local(Path(lake)), warehouse_path=Path(wh),
+             batch_id=batch_id, mode="stream", piece_bytes=int(piece_bytes), log=log)
+"""
+
+
+def die_after_pieces(landing: Path, lake: Lake, warehouse_path: Path, batch_id: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "platform")}
+    root = lake.storage.root  # type: ignore[attr-defined]
+    args = [str(landing), str(root), str(warehouse_path), batch_id, str(PIECE)]
+    done = subprocess.run([sys.executable, "-c", DYING_INGEST, *args], env=env, capture_output=True, text=True)
+    assert done.returncode == 9, done.stderr[-2000:]

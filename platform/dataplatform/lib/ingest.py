@@ -10,9 +10,10 @@ Order matters for "nothing lost, nothing doubled":
 A crash between any two steps leaves a state that re-running the same batch completes.
 
 A JSONL file larger than `piece_bytes` is never held whole: it is read as a stream, in pieces
-of whole lines, and each piece goes through steps 1-4 on its own (lake files
-`<batch id>.pNNNNN.parquet`); all pieces and the small files share one warehouse transaction,
-so the batch becomes visible whole or not at all, and its audit row counts every piece.
+of whole lines, and each piece goes through steps 1-5 on its own (lake files
+`<batch id>.pNNNNN.parquet`, rows under the batch's id): a batch with pieces is
+committed piece by piece (memory stays bounded), with one audit row for the whole batch at the end;
+until then the batch is open, and a failure or a later run removes its pieces.
 """
 
 from __future__ import annotations
@@ -173,6 +174,7 @@ def _files_frame(read: _ReadBatch, batch_id: str, now: dt.datetime) -> pl.DataFr
 
 
 DEFAULT_PIECE_BYTES = 64 * 1024 * 1024
+INGEST_MEMORY_LIMIT = "1GB"  # for DuckDB; it spills beyond it
 
 
 def ingest_batch(
@@ -200,8 +202,11 @@ def ingest_batch(
     writer = lake.batch_writer(batch_id)
     try:
         with warehouse.connect(warehouse_path) as con, warehouse.batch_transaction(con, batch_id) as batch:
+            # DuckDB's buffer cache would otherwise grow towards 80 % of RAM over a many-piece batch.
+            con.sql(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
             for n, piece in enumerate(_pieces(store, read.streamed, piece_bytes), start=1):
                 _ingest_part(batch, writer, report, [piece], [], piece=f"p{n:05d}")
+                batch.checkpoint()  # memory bounded by the piece, not the file
                 report.pieces += 1
                 log(f"batch {batch_id}: piece {n} of {piece.source_file} read ({report.rows_in} rows so far)")
             _ingest_part(batch, writer, report, read.parsed, read.rejected)

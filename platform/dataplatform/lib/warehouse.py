@@ -63,6 +63,8 @@ CREATE TABLE IF NOT EXISTS ingest_batches (
     transform_seconds DOUBLE,
     write_seconds DOUBLE
 );
+-- Batches committing piece by piece (large files) until their audit row is in; see BatchTransaction.
+CREATE TABLE IF NOT EXISTS open_batches (batch_id VARCHAR PRIMARY KEY, opened_at TIMESTAMPTZ NOT NULL);
 CREATE TABLE IF NOT EXISTS ingested_files (
     source_file VARCHAR NOT NULL,
     identity VARCHAR NOT NULL,
@@ -161,15 +163,28 @@ BATCH_TABLES = ("events", "quarantine", "ingest_batches", "ingested_files")
 
 
 class BatchTransaction:
-    """One batch's writes, made visible together: its parts' rows, then its audit row and file records.
+    """One batch's writes: its parts' rows, then its audit row and file records.
 
-    It opens by deleting whatever an earlier attempt of the same batch committed, so a re-run
-    replaces the batch, and every event id this batch holds inside the transaction was added by
-    an earlier part of this attempt.
+    A batch of small files is one transaction: visible whole or not at all. A batch with pieces of a
+    large file commits after each piece (`checkpoint`), so memory stays bounded by the piece; until
+    its audit row is in, the batch is listed in `open_batches`, and its rows are removed if it fails.
+    A batch is opened by deleting what an earlier attempt of it committed (a re-run replaces it) and
+    what any dead attempt left open: whoever holds the writer connection is the only writer, so an
+    open batch found then belongs to a run that died.
     """
 
     def __init__(self, con: Any, batch_id: str) -> None:
-        self.con, self.batch_id = con, batch_id
+        self.con, self.batch_id, self.checkpointed = con, batch_id, False
+
+    def _open(self) -> None:
+        self.con.sql("BEGIN TRANSACTION")
+        dead = [row[0] for row in self.con.sql("SELECT batch_id FROM open_batches").fetchall()]
+        for batch_id in sorted({*dead, self.batch_id}):
+            # Only a batch with rows pays for a scan of `events`.
+            if batch_id in dead or scalar(self.con, "SELECT 1 FROM ingest_batches WHERE batch_id = ?", [batch_id]):
+                for table in BATCH_TABLES:
+                    self.con.sql(f"DELETE FROM {table} WHERE batch_id = ?", params=[batch_id])
+        self.con.sql("DELETE FROM open_batches")
 
     def held_ids(self, valid: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
         """Ids of `valid` the warehouse already holds: (from other batches, from earlier parts of this one)."""
@@ -198,28 +213,45 @@ class BatchTransaction:
             self.con.unregister("part_events")
             self.con.unregister("part_quarantine")
 
+    def checkpoint(self) -> None:
+        """Commit what is added so far (a piece of a large file); the batch stays open until `finish`."""
+        if not self.checkpointed:
+            self.con.sql("INSERT INTO open_batches VALUES (?, now())", params=[self.batch_id])
+            self.checkpointed = True
+        self.con.sql("COMMIT")
+        self.con.sql("BEGIN TRANSACTION")
+
     def finish(self, audit: dict[str, Any], files: pl.DataFrame) -> None:
         self.con.register("batch_audit", pl.DataFrame([audit], schema=AUDIT_SCHEMA))
         self.con.register("batch_files", files)
         try:
+            self.con.sql("DELETE FROM open_batches WHERE batch_id = ?", params=[self.batch_id])
             self.con.sql("INSERT INTO ingest_batches BY NAME SELECT * FROM batch_audit")
             self.con.sql("INSERT INTO ingested_files BY NAME SELECT * FROM batch_files")
         finally:
             self.con.unregister("batch_audit")
             self.con.unregister("batch_files")
 
+    def _discard(self) -> None:
+        """After a failure: roll back, and remove the pieces already committed."""
+        self.con.sql("ROLLBACK")
+        if self.checkpointed:
+            self.con.sql("BEGIN TRANSACTION")
+            for table in ("events", "quarantine", "open_batches"):
+                self.con.sql(f"DELETE FROM {table} WHERE batch_id = ?", params=[self.batch_id])
+            self.con.sql("COMMIT")
+
 
 @contextmanager
 def batch_transaction(con: Any, batch_id: str) -> Iterator[BatchTransaction]:
-    """Commit on a clean exit, roll back on any exception (nothing of the batch becomes visible)."""
-    con.sql("BEGIN TRANSACTION")
+    """Commit on a clean exit; on an exception nothing of the batch stays (a killed process: see _open)."""
+    batch = BatchTransaction(con, batch_id)
+    batch._open()
     try:
-        for table in BATCH_TABLES:
-            con.sql(f"DELETE FROM {table} WHERE batch_id = ?", params=[batch_id])
-        yield BatchTransaction(con, batch_id)
+        yield batch
         con.sql("COMMIT")
     except BaseException:
-        con.sql("ROLLBACK")
+        batch._discard()
         raise
 
 

@@ -21,17 +21,6 @@ from factories import local_resources, write_landing
 
 START = dt.date(2026, 3, 1)
 RETRAIN = [training_set, challenger_model, champion_model]
-EVENT_FIELDS = [
-    "event_id",
-    "user_id",
-    "timestamp",
-    "event_type",
-    "product_id",
-    "category",
-    "brand",
-    "price",
-    "session_id",
-]
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 

@@ -216,8 +216,8 @@ def ingest_batch(
             now = dt.datetime.now(dt.UTC)
             batch.finish(_audit_row(report, partition_key, run_id, started, now), _files_frame(read, batch_id, now))
     except Exception:
-        # Nothing of the batch was committed. Remove the files this attempt added, since a batch whose
-        # file changed is not retried under this id; a re-run of the same batch would replace them anyway.
+        # The warehouse holds nothing of this attempt (rolled back; committed pieces removed). Remove the
+        # lake files it added too: a batch whose file changed is never retried under this id.
         with suppress(Exception):
             writer.abort()
         raise

@@ -174,7 +174,6 @@ def _files_frame(read: _ReadBatch, batch_id: str, now: dt.datetime) -> pl.DataFr
 
 
 DEFAULT_PIECE_BYTES = 64 * 1024 * 1024
-INGEST_MEMORY_LIMIT = "1GB"  # for DuckDB; it spills beyond it
 
 
 def ingest_batch(
@@ -202,8 +201,9 @@ def ingest_batch(
     writer = lake.batch_writer(batch_id)
     try:
         with warehouse.connect(warehouse_path) as con, warehouse.batch_transaction(con, batch_id) as batch:
-            # DuckDB's buffer cache would otherwise grow towards 80 % of RAM over a many-piece batch.
-            con.sql(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
+            # DuckDB's buffer cache would otherwise grow towards 80 % of RAM over a many-piece batch;
+            # it spills beyond the cap.
+            con.sql("SET memory_limit = '1GB'")
             for n, piece in enumerate(_pieces(store, read.streamed, piece_bytes), start=1):
                 _ingest_part(batch, writer, report, [piece], [], piece=f"p{n:05d}")
                 batch.checkpoint()  # memory bounded by the piece, not the file

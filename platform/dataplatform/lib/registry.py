@@ -56,7 +56,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dataplatform.lib.storage import LocalStorage, ObjectStorage, S3Storage, s3_client_from_env, split_s3_uri
+from dataplatform.lib.storage import LocalStorage, ObjectStorage, S3Storage, open_storage, s3_client_from_env
 from dataplatform.lib.storage import NotFoundError as StorageNotFoundError
 
 if TYPE_CHECKING:
@@ -478,12 +478,7 @@ class ModelRegistry:
 
 def registry_from_root(root: str | None) -> ModelRegistry:
     """A registry from ``--root``: a folder, ``s3://bucket/prefix``, or None for the default folder."""
-    if root is None:
-        return ModelRegistry.local()
-    if root.startswith("s3://"):
-        bucket, prefix = split_s3_uri(root)
-        return ModelRegistry.s3(s3_client_from_env(), bucket, prefix)
-    return ModelRegistry.local(root)
+    return ModelRegistry.local() if root is None else ModelRegistry(open_storage(root, s3_client_from_env))
 
 
 def _metric(card: ModelCard, name: str) -> str:

@@ -7,6 +7,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -82,6 +83,39 @@ def test_redelivered_file_under_another_name_is_a_no_op(landing_dir: Path, lake:
     with warehouse.connect(warehouse_path, read_only=True) as con:
         statuses = con.sql("SELECT source_file, status FROM ingested_files ORDER BY source_file").fetchall()
     assert statuses == [("a-again.jsonl", "redelivered"), ("a.jsonl", "ingested")]
+
+
+@pytest.mark.parametrize(
+    ("rejected_name", "fixed_name", "encode"),
+    [("a.jsonl.tmp", "a.jsonl", lambda data: data), ("a.jsonl", "a.jsonl.gz", gzip_bytes)],
+    ids=["tmp-suffix-renamed", "gzip-bytes-renamed-gz"],
+)
+def test_a_rejected_file_redelivered_under_a_corrected_name_is_ingested(
+    landing_dir: Path, lake: Lake, warehouse_path: Path, rejected_name: str, fixed_name: str, encode: Any
+) -> None:
+    data = encode(jsonl_bytes([event(i) for i in range(4)]))
+    write_landing(landing_dir, rejected_name, data)
+    first = ingest_landing(landing_dir, lake, warehouse_path)
+    assert (first.files_rejected, first.rows_valid) == (1, 0)
+    (landing_dir / rejected_name).unlink()
+    write_landing(landing_dir, fixed_name, data)  # the same bytes, as the replay documentation says to re-deliver
+    second = ingest_landing(landing_dir, lake, warehouse_path)
+    assert second.files_redelivered == [] and (second.rows_in, second.rows_valid) == (4, 4)
+    assert warehouse_snapshot(warehouse_path)["events"].height == 4
+    # Ingested content, though, still makes a later copy a redelivery.
+    write_landing(landing_dir, "copy-" + fixed_name, data)
+    (landing_dir / fixed_name).unlink()
+    assert ingest_landing(landing_dir, lake, warehouse_path).files_redelivered == ["copy-" + fixed_name]
+
+
+def test_rejected_and_accepted_copies_in_one_batch_land_once(
+    landing_dir: Path, lake: Lake, warehouse_path: Path
+) -> None:
+    data = jsonl_bytes([event(i) for i in range(3)])
+    write_landing(landing_dir, "a.jsonl.tmp", data)
+    write_landing(landing_dir, "b.jsonl", data)
+    report = ingest_landing(landing_dir, lake, warehouse_path)
+    assert (report.files_rejected, report.rows_valid, report.files_redelivered) == (1, 3, [])
 
 
 def test_records_already_in_the_warehouse_count_as_duplicates(

@@ -117,17 +117,17 @@ def _read_files(
         if sha in seen_content or (owner is not None and owner != batch_id):
             batch.redelivered.append((file, sha))
             continue
+        if isinstance(result, FileRejection):  # rejected bytes are not ingested content: never a redelivery
+            batch.rejected.append(result)
+            batch.accepted.append((file, result.content_sha256, "rejected"))
+            continue
         seen_content.add(sha)
         if isinstance(result, tuple):
             batch.streamed.append(result)
             batch.accepted.append((file, sha, "ingested"))
             continue
-        if isinstance(result, FileRejection):
-            batch.rejected.append(result)
-            batch.accepted.append((file, result.content_sha256, "rejected"))
-        else:
-            batch.parsed.append(result)
-            batch.accepted.append((file, result.content_sha256, "ingested"))
+        batch.parsed.append(result)
+        batch.accepted.append((file, result.content_sha256, "ingested"))
     return batch
 
 
@@ -222,8 +222,8 @@ def ingest_batch(
             writer.abort()
         raise
 
-    for file, sha, _ in read.accepted:
-        lake.ledger.record(file, sha, batch_id)
+    for file, sha, status in read.accepted:
+        lake.ledger.record(file, sha, batch_id, ingested=status == "ingested")
     for file, sha in read.redelivered:
         lake.ledger.record(file, sha, batch_id)
     log(

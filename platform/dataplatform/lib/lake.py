@@ -216,11 +216,16 @@ class Ledger:
     def entries(self) -> list[LedgerEntry]:
         return [LedgerEntry(**json.loads(self.storage.read(k))) for k in self.storage.keys(f"{LEDGER_DIR}/files")]
 
-    def record(self, file: LandingFile, content_sha256: str, batch_id: str) -> None:
+    def record(self, file: LandingFile, content_sha256: str, batch_id: str, *, ingested: bool = True) -> None:
+        """Mark the file version as seen; `ingested=False` (a rejected file) marks only the version.
+
+        Only ingested content may make a later file a redelivery: a file rejected for its name or
+        format, fixed and delivered again with the same bytes, must be read.
+        """
         entry = LedgerEntry(file.key, file.identity, content_sha256, batch_id, dt.datetime.now(dt.UTC).isoformat())
         data = json.dumps(entry.__dict__).encode()
         content_key = self._content_key(content_sha256)
         # The content marker names the first batch that ingested the content and never changes.
-        if not self.storage.exists(content_key):
+        if ingested and not self.storage.exists(content_key):
             self.storage.write(content_key, data)
         self.storage.write(self._identity_key(file.identity), data)

@@ -247,9 +247,12 @@ CORPUS: list[Case] = [
          (4, 1, 3, 0), "timestamp:unparseable"),
 
     # ---- duplicate event ids ----
+    # A repeated id with the same content is a duplicate; with other content it is quarantined (first wins).
     case("duplicates_within_a_file", "dups.jsonl",
-         jl("dups_in_file", {}, {"event_id": "dups_in_file-1"}, {"event_id": "dups_in_file-1", "price": 99.0}, {}),
-         (4, 2, 0, 2), expect={"event_id": ["dups_in_file-1", "dups_in_file-4"], "price": [11.0, 14.0]}),  # first wins
+         jl("dups_in_file", {}, {"event_id": "dups_in_file-1", "price": 99.0}, {})
+         + jsonl_bytes([ev("dups_in_file", 1)]),
+         (4, 2, 1, 1), "event_id:conflict",
+         expect={"event_id": ["dups_in_file-1", "dups_in_file-3"], "price": [11.0, 13.0]}),
     case("duplicates_of_derived_ids", "dups-derived.jsonl",  # no event_id: the same content in any timestamp format
          jsonl_bytes([ev("dups_derived", 1, event_id=..., timestamp=t)
                       for t in ("2026-03-01T10:00:00Z", 1772359200, "2026-03-01T12:00:00+02:00")]),
@@ -259,9 +262,9 @@ CORPUS: list[Case] = [
          (2, 1, 1, 0), "price:below_minimum", expect={"price": [12.0]}),
     Case("duplicates_across_files",
          (("a.jsonl", jsonl_bytes([ev("dups_files", 1), ev("dups_files", 2)])),
-          ("b.jsonl", jsonl_bytes([ev("dups_files", 2, price=1.0), ev("dups_files", 3)]))),
-         (4, 3, 0, 1), expect={"event_id": ["dups_files-1", "dups_files-2", "dups_files-3"],
-                               "price": [11.0, 12.0, 13.0]}),
+          ("b.jsonl", jsonl_bytes([ev("dups_files", 2, price=1.0), ev("dups_files", 3), ev("dups_files", 1)]))),
+         (5, 3, 1, 1), frozenset({"event_id:conflict"}),
+         expect={"event_id": ["dups_files-1", "dups_files-2", "dups_files-3"], "price": [11.0, 12.0, 13.0]}),
     Case("same_content_under_two_names",  # the second file is a redelivery: recorded, adds nothing
          (("first.jsonl", jl("same_content", {}, {})), ("again/copy.jsonl", jl("same_content", {}, {}))),
          (2, 2, 0, 0)),
@@ -594,11 +597,17 @@ def event_ids(warehouse_path: Path) -> list[str]:
 def test_duplicates_across_batches_and_redelivery(landing_dir: Path, lake: Lake, warehouse_path: Path) -> None:
     write_landing(landing_dir, "a.jsonl", jl("xb", {}, {}, {}))
     ingest(landing_dir, lake, warehouse_path, ["a.jsonl"])
-    write_landing(landing_dir, "b.jsonl", jsonl_bytes([ev("xb", 3, price=1.0), ev("xb", 4)]))
+    # xb-2 repeats an earlier batch's record exactly (a duplicate); xb-3 with another price conflicts.
+    write_landing(landing_dir, "b.jsonl", jsonl_bytes([ev("xb", 3, price=1.0), ev("xb", 4), ev("xb", 2)]))
     write_landing(landing_dir, "again/a.jsonl", (landing_dir / "a.jsonl").read_bytes())
     outcome = ingest(landing_dir, lake, warehouse_path, ["b.jsonl", "again/a.jsonl"])
     r = outcome.report
-    assert (r.rows_in, r.rows_valid, r.rows_quarantined, r.rows_duplicate_existing) == (2, 1, 0, 1)
+    assert (r.rows_in, r.rows_valid, r.rows_quarantined, r.rows_duplicate_existing) == (3, 1, 1, 1)
+    conflict = outcome.quarantine.filter(pl.col("reasons") == ["event_id:conflict"]).row(0, named=True)
+    kept = json.loads(conflict["detail"])["kept"]
+    assert (conflict["source_file"], conflict["source_row"], kept["source_file"], kept["source_row"]) == (
+        "b.jsonl", 1, "a.jsonl", 3,
+    )  # fmt: skip
     assert r.files_redelivered == ["again/a.jsonl"]
     assert outcome.events["price"].to_list() == [11.0, 12.0, 13.0, 14.0]  # xb-3 keeps its first price
     assert event_ids(warehouse_path) == ["xb-1", "xb-2", "xb-3", "xb-4"]
@@ -840,5 +849,6 @@ def test_property_transform_of_read_jsonl(items: list[dict[str, object] | str], 
     assert_invariants(mixed, rows_in=len(items) + 1)
     assert plain.valid.drop("source_row").equals(mixed.valid.drop("source_row"))
     held = mixed.quarantine.filter(pl.col("reasons") != ["record:malformed_json"])
-    assert plain.quarantine.drop("source_row").equals(held.drop("source_row"))
+    # `detail` names the kept record's row, which the extra lines move.
+    assert plain.quarantine.drop("source_row", "detail").equals(held.drop("source_row", "detail"))
     assert plain.duplicates == mixed.duplicates

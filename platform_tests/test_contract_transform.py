@@ -1,6 +1,7 @@
 """The event contract applied by the shared transform: parsing, reason codes, ids, aliases."""
 
 import datetime as dt
+import json
 
 import polars as pl
 import pytest
@@ -51,14 +52,11 @@ def test_valid_events_pass_and_satisfy_the_contract() -> None:
         ({"price": "cheap"}, "price:unparseable"),
         ({"product_id": "abc"}, "product_id:unparseable"),
         ({"product_id": -5}, "product_id:below_minimum"),
-        ({"user_id": {"nested": 1}}, None),  # a JSON object as user id is text, and valid text
+        ({"user_id": {"nested": 1}}, "user_id:structured"),  # structure where the contract wants an id
     ],
 )
-def test_each_violation_gets_its_own_reason_code(overrides: dict[str, object], reason: str | None) -> None:
+def test_each_violation_gets_its_own_reason_code(overrides: dict[str, object], reason: str) -> None:
     result = run([event(1), event(2, **overrides)])
-    if reason is None:
-        assert result.quarantine.height == 0
-        return
     assert reasons_of(result) == {2: [reason]}
     assert result.valid["event_id"].to_list() == ["e1"]
 
@@ -112,10 +110,16 @@ def test_derived_ids_distinguish_where_an_absent_field_sits() -> None:
     assert a.valid["event_id"][0] != b.valid["event_id"][0]
 
 
-def test_duplicate_event_ids_keep_the_first_and_are_counted() -> None:
-    result = run([event(1), event(2), event(1, price=99.0)])
-    assert result.duplicates == 1
-    assert result.valid.filter(pl.col("event_id") == "e1")["price"].to_list() == [11.0]
+def test_identical_repeats_are_duplicates_and_conflicting_repeats_are_quarantined() -> None:
+    result = run([event(1), event(2), event(1), event(1, price=99.0), event(2, user_id="other")])
+    assert result.duplicates == 1  # the byte-identical repeat of e1
+    assert result.valid.filter(pl.col("event_id") == "e1")["price"].to_list() == [11.0]  # the first one wins
+    conflicts = result.quarantine.filter(pl.col("reasons") == ["event_id:conflict"]).sort("source_row")
+    assert conflicts["source_row"].to_list() == [4, 5]
+    assert [json.loads(r)["price"] for r in conflicts["raw_record"]] == ["99", "12"]  # the record the producer sent
+    kept = [json.loads(d)["kept"] for d in conflicts["detail"]]
+    assert [(k["source_file"], k["source_row"]) for k in kept] == [("f.jsonl", 1), ("f.jsonl", 2)]
+    assert conflicts["claimed_date"].to_list() == [dt.date(2026, 3, 2), dt.date(2026, 3, 3)]
     assert result.rows_in == result.valid.height + result.quarantine.height + result.duplicates
 
 
@@ -151,3 +155,24 @@ def test_mixed_alias_and_contract_names_in_one_file_coalesce() -> None:
 def test_values_that_look_like_sql_are_just_text() -> None:
     result = run([event(1, user_id="x'); DROP TABLE events; --", brand="$(rm -rf /)")])
     assert result.valid["user_id"].to_list() == ["x'); DROP TABLE events; --"]
+
+
+def test_a_json_object_or_array_in_a_text_field_is_a_type_error() -> None:
+    result = run(
+        [
+            event(1, user_id={"a": 1}),
+            event(2, session_id=[1, 2]),
+            event(3, event_id={"id": 3}),
+            event(4, brand={"name": "acme"}, category=["a", "b"]),
+            event(5, event_type={"t": "view"}),
+            event(6, brand="[unbranded]", category="{not json"),  # text that only looks like structure
+        ]
+    )
+    assert reasons_of(result) == {
+        1: ["user_id:structured"],
+        2: ["session_id:structured"],
+        3: ["event_id:structured"],
+        4: ["brand:structured", "category:structured"],
+        5: ["event_type:structured"],
+    }
+    assert result.valid["brand"].to_list() == ["[unbranded]"]

@@ -10,7 +10,7 @@ import pytest
 
 from dataplatform.defs.ingestion.assets import history_events
 from dataplatform.defs.quality.assets import event_distributions, warehouse_events
-from dataplatform.lib import contract
+from dataplatform.lib import contract, lakeread
 from dataplatform.lib.contract import QuarantineRecord
 from dataplatform.lib.demo import DemoConfig, generate_events, write_history
 from dataplatform.lib.ingest import batch_id_for, ingest_batch
@@ -58,8 +58,9 @@ def test_contract_recheck_names_failures_with_examples() -> None:
 def test_quarantine_contract_requires_named_reasons() -> None:
     rows = pl.DataFrame(
         {"batch_id": ["b", "b"], "source_file": ["f", "f"], "source_row": [1, None], "reasons": [["price:finite"], []],
-         "raw_record": ["{}", "x"], "event_date": [None, None]},
-        schema_overrides={"event_date": pl.Date, "reasons": pl.List(pl.String)},
+         "raw_record": ["{}", "x"], "event_date": [dt.date(2026, 3, 1)] * 2, "claimed_date": [None, None],
+         "detail": [None, None]},
+        schema_overrides={"claimed_date": pl.Date, "reasons": pl.List(pl.String), "detail": pl.String},
     )  # fmt: skip
     report = check_contract(rows, model=QuarantineRecord, id_column="source_file")
     assert report.failing_rows == 1 and report.reasons["reason"].to_list() == ["reasons:named_reasons"]
@@ -150,6 +151,27 @@ def test_a_corrupted_day_fails_the_quarantine_band_with_error(tmp_path: Path, re
     assert last["quarantine_rate_in_band"].metadata["status"].value == "far_high"
     assert last["schema_conforms"].passed and last["day_reconciles"].passed  # what was stored is still sound
     assert last["quarantine_conforms"].passed and last["quarantine_conforms"].metadata["records"].value > 100
+
+
+def test_records_quarantined_for_their_timestamp_count_on_the_day_they_came_in(tmp_path: Path, resources: dict) -> None:
+    days = demo_history(tmp_path / "history", 8)
+    last_day = tmp_path / "history" / f"event_date={days[-1]}"
+    bad = [event(i, timestamp="2027-06-21T10:00:00+00:00") for i in range(40)]  # a year ahead
+    bad += [event(100 + i, timestamp="not a time") for i in range(30)]
+    data = jsonl_bytes(bad) + b'{"event_id": "broken", "user_id"\n' * 30
+    write_landing(last_day, "late-producer.jsonl", data)
+    results = materialize_days(resources, days, history_events, warehouse_events)
+    ingest, quality = results[-2], results[-1]
+    batch_quarantined = ingest.get_asset_materialization_events()[0].materialization.metadata["rows_quarantined"]
+    metadata = quality.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["quarantined"].value == batch_quarantined.value >= 100  # the day's figure = its batch's
+    assert metadata["quarantined_claiming_another_day"].value == 100  # none claims the day it counts on
+    checks = checks_of(quality)
+    assert not checks["quarantine_rate_in_band"].passed and checks["quarantine_conforms"].passed
+    held = lakeread.quarantine_for_days(resources["lakehouse"].lake(), [days[-1]])
+    claimed = held.filter(pl.col("source_file").str.ends_with("late-producer.jsonl"))["claimed_date"]
+    assert claimed.value_counts().sort("claimed_date", nulls_last=True)["count"].to_list() == [40, 60]
+    assert set(claimed.drop_nulls().to_list()) == {dt.date(2027, 6, 21)}
 
 
 def test_rows_missing_from_the_warehouse_fail_reconciliation_and_block(tmp_path: Path, resources: dict) -> None:

@@ -42,6 +42,8 @@ ALLOWED_IN_SQL: dict[str, dict[str, str]] = {
         " (test_sql_helpers_get_literal_names)",
         "keys": "replace_rows: the quoted literal key columns each caller passes",
         "name": "table_counts: a constant tuple of table names",
+        "column": "SAME_CONTENT_SQL: from the constant CONTRACT_COLUMNS",
+        "SAME_CONTENT_SQL": "module constant built from CONTRACT_COLUMNS",
     },
     "lib/features.py": {
         "_VIEW": "module constant \"event_type = 'view'\"",

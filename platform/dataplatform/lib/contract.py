@@ -65,7 +65,9 @@ class QuarantineRecord(pa.DataFrameModel):
     source_row: pl.Int64 = pa.Field(nullable=True, ge=1)  # type: ignore[valid-type]  # null: the whole file
     reasons: pl.List(pl.String) = pa.Field(nullable=False)  # type: ignore[valid-type]
     raw_record: str = pa.Field(nullable=False)
-    event_date: pl.Date = pa.Field(nullable=True)  # type: ignore[valid-type]
+    event_date: pl.Date = pa.Field(nullable=False)  # type: ignore[valid-type]  # the day it counts on
+    claimed_date: pl.Date = pa.Field(nullable=True)  # type: ignore[valid-type]  # its timestamp's day
+    detail: str = pa.Field(nullable=True)
 
     @pa.check("reasons", name="named_reasons")
     def reasons_are_codes(cls, data: pa.PolarsData) -> pl.LazyFrame:

@@ -148,8 +148,28 @@ def _rejections_as_quarantine(rejected: list[FileRejection]) -> pl.DataFrame:
                 for r in rejected
             ],
             "event_date": [None] * len(rejected),
+            "claimed_date": [None] * len(rejected),
+            "detail": [None] * len(rejected),
         },
         schema=QUARANTINE_SCHEMA,
+    )
+
+
+def counted_days(files: Sequence[LandingFile], partition_key: str | None) -> pl.DataFrame:
+    """The day each file's quarantined records count on: the history partition, else the arrival day.
+
+    A record quarantined for its timestamp (a year ahead, unparseable, a broken line) has no day of
+    its own that can be trusted; counted where it came in, the day's quarantine figures equal the
+    sum of its batches' and its checks see it.
+    """
+    if partition_key is not None:
+        day = dt.date.fromisoformat(partition_key)
+        days = [day] * len(files)
+    else:
+        days = [dt.datetime.fromtimestamp(f.modified, dt.UTC).date() for f in files]
+    return pl.DataFrame(
+        {"source_file": [f.key for f in files], "counted_date": days},
+        schema={"source_file": pl.String, "counted_date": pl.Date},
     )
 
 
@@ -198,6 +218,7 @@ def ingest_batch(
     report.files_rejected = len(read.rejected)
     report.seconds["read"] = time.perf_counter() - clock
 
+    days = counted_days(files, partition_key)
     writer = lake.batch_writer(batch_id)
     try:
         with warehouse.connect(warehouse_path) as con, warehouse.batch_transaction(con, batch_id) as batch:
@@ -205,11 +226,11 @@ def ingest_batch(
             # it spills beyond the cap.
             con.sql("SET memory_limit = '1GB'")
             for n, piece in enumerate(_pieces(store, read.streamed, piece_bytes), start=1):
-                _ingest_part(batch, writer, report, [piece], [], piece=f"p{n:05d}")
+                _ingest_part(batch, writer, report, days, [piece], [], piece=f"p{n:05d}")
                 batch.checkpoint()  # memory bounded by the piece, not the file
                 report.pieces += 1
                 log(f"batch {batch_id}: piece {n} of {piece.source_file} read ({report.rows_in} rows so far)")
-            _ingest_part(batch, writer, report, read.parsed, read.rejected)
+            _ingest_part(batch, writer, report, days, read.parsed, read.rejected)
             if not report.reconciles:
                 raise ReconciliationError(f"batch {batch_id} does not reconcile: {report.as_dict()}")
             writer.finish()
@@ -244,6 +265,7 @@ def _ingest_part(
     batch: warehouse.BatchTransaction,
     writer: BatchWriter,
     report: IngestReport,
+    days: pl.DataFrame,
     parsed: list[ParsedFile],
     rejected: list[FileRejection],
     piece: str | None = None,
@@ -259,22 +281,30 @@ def _ingest_part(
         {"source_file": pl.String, "source_row": pl.Int64, "raw_record": pl.String},
     )
     result = transform(records, malformed)
-    quarantine = pl.concat([result.quarantine, _rejections_as_quarantine(rejected)])
     report.seconds["transform"] = report.seconds.get("transform", 0.0) + time.perf_counter() - clock
 
     clock = time.perf_counter()
-    elsewhere, earlier = batch.held_ids(result.valid)
-    held = pl.concat([elsewhere, earlier])
-    valid = result.valid.filter(~pl.col("event_id").is_in(held.implode())) if held.len() else result.valid
+    held = batch.held_ids(result.valid)
+    conflicts = held.filter(~pl.col("same_content"))
+    key = ["source_file", "source_row"]
+    valid = result.valid.join(held.select(key), on=key, how="anti") if held.height else result.valid
+    quarantine = pl.concat(
+        [result.quarantine, result.conflict_quarantine(conflicts), _rejections_as_quarantine(rejected)]
+    )
+    quarantine = quarantine.drop("event_date").join(days, on="source_file", how="left")
+    quarantine = quarantine.rename({"counted_date": "event_date"}).select(list(QUARANTINE_SCHEMA))
+    repeats = held.filter(pl.col("same_content"))
+    earlier = int(repeats["same_batch"].sum())
+    elsewhere = repeats.height - earlier
     rows_in = result.rows_in + len(rejected)
-    duplicates_in_batch = result.duplicates + earlier.len()
-    if rows_in != valid.height + quarantine.height + duplicates_in_batch + elsewhere.len():
+    duplicates_in_batch = result.duplicates + earlier
+    if rows_in != valid.height + quarantine.height + duplicates_in_batch + elsewhere:
         raise ReconciliationError(f"batch {report.batch_id}: a part does not reconcile")
     report.rows_in += rows_in
     report.rows_valid += valid.height
     report.rows_quarantined += quarantine.height
     report.rows_duplicate_in_batch += duplicates_in_batch
-    report.rows_duplicate_existing += elsewhere.len()
+    report.rows_duplicate_existing += elsewhere
     report.event_dates = sorted({*report.event_dates, *(str(d) for d in valid["event_date"].unique())})
     for reason, count in _reason_counts(quarantine).items():
         report.top_reasons[reason] = report.top_reasons.get(reason, 0) + count

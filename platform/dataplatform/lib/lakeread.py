@@ -29,7 +29,7 @@ def batch_ids_for_day(lake: Lake, day: dt.date | str) -> list[str]:
 
 
 def quarantine_for_days(lake: Lake, days: Sequence[dt.date | str]) -> pl.DataFrame:
-    """Quarantined records whose timestamp falls on the given days."""
+    """Quarantined records counted on the given days (their partition or arrival day; see `claimed_date`)."""
     keys = lake.quarantine_keys()
     wanted = [dt.date.fromisoformat(str(d)) for d in days]
     if not keys:

@@ -5,7 +5,12 @@ Steps, all columnar over the whole batch:
 2. parse text into the contract's dtypes, noting values that were present but unparseable;
 3. derive a content-based `event_id` where the producer sent none;
 4. validate with the Pandera contract and turn its failure cases into per-row reason codes;
-5. split valid rows from quarantined ones and drop repeated `event_id`s (first one wins).
+5. split valid rows from quarantined ones; of rows repeating an `event_id`, the first wins: a repeat
+   with the same content is a duplicate, one with other content is quarantined as `event_id:conflict`
+   (pointing at the kept record in `detail`): it is data the producer sent, and is never dropped.
+
+A quarantined record's `event_date` is the day it is counted on: its partition (history) or its
+arrival day (stream), which the caller sets; the day its timestamp claims is `claimed_date`.
 """
 
 from __future__ import annotations
@@ -48,21 +53,66 @@ EPOCH_MILLIS_LIMIT = 1e14
 EPOCH_MICROS_RANGE = (-62_135_596_800_000_000, 253_402_300_799_999_999)
 
 
-@dataclass(frozen=True)
-class TransformResult:
-    valid: pl.DataFrame  # contract columns + event_date + source_file, source_row; unique event_id
-    quarantine: pl.DataFrame  # source_file, source_row, reasons, raw_record
-    rows_in: int
-    duplicates: int  # valid rows dropped because an earlier row had the same event_id
-
-
 QUARANTINE_SCHEMA = {
     "source_file": pl.String,
     "source_row": pl.Int64,
     "reasons": pl.List(pl.String),
     "raw_record": pl.String,
-    "event_date": pl.Date,  # of the record's timestamp when it parsed: lets quality work per day
+    "event_date": pl.Date,  # the day the record is counted on: its partition or arrival day (set by ingest)
+    "claimed_date": pl.Date,  # the day of the record's own timestamp, when it parsed
+    "detail": pl.String,  # JSON context of a reason, e.g. the record an `event_id:conflict` lost to
 }
+CONFLICT_REASON = "event_id:conflict"
+# A repeated event_id is a plain duplicate only when every contract field equals the kept record's.
+CONTENT_COLUMNS = CONTRACT_COLUMNS
+
+
+@dataclass(frozen=True)
+class TransformResult:
+    valid: pl.DataFrame  # contract columns + event_date + source_file, source_row; unique event_id
+    quarantine: pl.DataFrame  # QUARANTINE_SCHEMA; event_date left null for the caller to set
+    rows_in: int
+    duplicates: int  # valid rows dropped because an earlier row had the same event_id and content
+    text_records: pl.DataFrame  # the input, to quarantine rows later found to conflict with a held event
+
+    def conflict_quarantine(self, conflicts: pl.DataFrame) -> pl.DataFrame:
+        """Quarantine rows for valid rows whose event_id another record holds with other content.
+
+        `conflicts`: source_file, source_row of the losing rows, and kept_batch, kept_file, kept_row.
+        """
+        return _conflict_quarantine(self.text_records, conflicts)
+
+
+def _raw_columns(text_records: pl.DataFrame) -> list[str]:
+    return [name for name in text_records.columns if name not in RECORD_COLUMNS]
+
+
+def _raw_record(text_records: pl.DataFrame) -> pl.Expr:
+    # The raw record keeps the producer's own column names, so a replay after a contract fix
+    # (a new alias, say) is read exactly as the original was.
+    raw_columns = _raw_columns(text_records)
+    return (json_object(raw_columns).fill_null("{}") if raw_columns else pl.lit("{}")).alias("raw_record")
+
+
+def _conflict_quarantine(text_records: pl.DataFrame, conflicts: pl.DataFrame) -> pl.DataFrame:
+    key = ["source_file", "source_row"]
+    kept = pl.struct(
+        pl.col("kept_batch").alias("batch_id"), pl.col("kept_file").alias("source_file"),
+        pl.col("kept_row").alias("source_row"),
+    )  # fmt: skip
+    raw = text_records.join(conflicts.select(key), on=key, how="semi")
+    return (
+        conflicts.join(raw.select(*key, _raw_record(raw)), on=key, how="left")
+        .select(
+            *key,
+            pl.lit([CONFLICT_REASON], dtype=pl.List(pl.String)).alias("reasons"),
+            "raw_record",
+            pl.lit(None, dtype=pl.Date).alias("event_date"),
+            pl.col("claimed_date"),
+            pl.struct(kept.alias("kept")).struct.json_encode().alias("detail"),
+        )
+        .sort(key)
+    )
 
 
 def apply_aliases(records: pl.DataFrame) -> pl.DataFrame:
@@ -124,7 +174,7 @@ def _parse_integer(text: pl.Expr) -> pl.Expr:
 
 
 def parse_records(text_records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Parse text columns into contract dtypes. Returns (typed frame, unparseable reasons)."""
+    """Parse text columns into contract dtypes. Returns (typed frame, reasons: unparseable or structured)."""
     stripped = text_records.with_columns(
         pl.col(name).str.strip_chars()
         for name in (*CONTRACT_COLUMNS[:-1],)  # extras is JSON: keep as is
@@ -158,7 +208,32 @@ def parse_records(text_records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFram
         .select(ROW, "reason", pl.col("variable").alias("column"))
     )
     typed = parsed.drop(list(parsed_exprs)).rename({f"{name}{PARSED}": name for name in parsed_exprs})
-    return typed, unparseable
+    return typed, pl.concat([unparseable, structured_reasons(typed)])
+
+
+def structured_reasons(typed: pl.DataFrame) -> pl.DataFrame:
+    """`<field>:structured` for a JSON object or array in a text field (identifiers, type, category, brand).
+
+    The readers hand nested JSON values on as their JSON text, so `user_id: {"a": 1}` would land as the
+    user `{"a": 1}`: structure where the contract wants text is a type error. A text that merely starts
+    with a bracket (`[unbranded]`) is not valid JSON and stays text.
+    """
+    columns = [name for name in TEXT_COLUMNS if name in typed.columns]
+    candidates = (
+        typed.select(ROW, *columns)
+        .unpivot(index=ROW, variable_name="column", value_name="text")
+        .filter(pl.col("text").str.contains(r"^[\[{]"))
+    )
+    if candidates.height == 0:
+        return pl.DataFrame(schema={ROW: pl.Int64, "reason": pl.String, "column": pl.String})
+    with duckdb.connect() as con:
+        con.register("candidates", candidates)
+        # json_type only where json_valid: it raises on text that is not JSON.
+        structured = con.sql(
+            "SELECT * FROM candidates"
+            " WHERE (CASE WHEN json_valid(text) THEN json_type(text) END) IN ('OBJECT', 'ARRAY')"
+        ).pl()
+    return structured.select(ROW, (pl.col("column") + ":structured").alias("reason"), "column")
 
 
 def derive_event_ids(typed: pl.DataFrame) -> pl.DataFrame:
@@ -230,37 +305,64 @@ def transform(text_records: pl.DataFrame, malformed: pl.DataFrame) -> TransformR
     reasons = pl.concat([unparseable, contract]).group_by(ROW).agg(pl.col("reason").unique().sort().alias("reasons"))
     bad_rows = reasons[ROW]
     good = typed.filter(~pl.col(ROW).is_in(bad_rows.implode()))
+    valid = good.select(*CONTRACT_COLUMNS, *RECORD_COLUMNS).cast(event_dtypes())
+    valid = valid.with_columns(pl.col("timestamp").dt.date().alias("event_date"))
+    unique, conflicts, duplicates = split_repeats(valid)
 
-    # The raw record keeps the producer's own column names, so a replay after a contract fix
-    # (a new alias, say) is read exactly as the original was.
-    raw_columns = [name for name in text_records.columns if name not in RECORD_COLUMNS]
     quarantined = pl.concat(
         [
             text_records.with_row_index(ROW)
             .with_columns(pl.col(ROW).cast(pl.Int64))
             .join(reasons, on=ROW, how="inner")
-            .join(typed.select(ROW, pl.col("timestamp").dt.date().alias("event_date")), on=ROW, how="left")
+            .join(typed.select(ROW, pl.col("timestamp").dt.date().alias("claimed_date")), on=ROW, how="left")
             .sort(ROW)
             .select(
                 "source_file",
                 "source_row",
                 "reasons",
-                (json_object(raw_columns).fill_null("{}") if raw_columns else pl.lit("{}")).alias("raw_record"),
-                "event_date",
+                _raw_record(text_records),
+                pl.lit(None, dtype=pl.Date).alias("event_date"),
+                "claimed_date",
+                pl.lit(None, dtype=pl.String).alias("detail"),
             ),
+            _conflict_quarantine(text_records, conflicts),
             malformed.select(
                 "source_file",
                 "source_row",
                 pl.lit(["record:malformed_json"]).alias("reasons"),
                 "raw_record",
                 pl.lit(None, dtype=pl.Date).alias("event_date"),
+                pl.lit(None, dtype=pl.Date).alias("claimed_date"),
+                pl.lit(None, dtype=pl.String).alias("detail"),
             ),
         ],
         how="vertical_relaxed",
     ).select(list(QUARANTINE_SCHEMA))
-
-    valid = good.select(*CONTRACT_COLUMNS, *RECORD_COLUMNS).cast(event_dtypes())
-    unique = valid.unique(subset="event_id", keep="first", maintain_order=True)
-    unique = unique.with_columns(pl.col("timestamp").dt.date().alias("event_date"))
     rows_in = typed.height + malformed.height
-    return TransformResult(unique, quarantined, rows_in, valid.height - unique.height)
+    return TransformResult(unique, quarantined, rows_in, duplicates, text_records)
+
+
+def split_repeats(valid: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """(first row of each event_id, conflicting repeats, count of identical repeats).
+
+    Conflicts carry source_file, source_row, claimed_date and the kept record's kept_batch (null:
+    this batch), kept_file, kept_row.
+    """
+    first = pl.col("event_id").is_first_distinct()
+    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(c).first().over("event_id")) for c in CONTENT_COLUMNS)
+    flagged = valid.with_columns(first.alias("_first"), same.alias("_same"))
+    unique = flagged.filter(pl.col("_first")).drop("_first", "_same")
+    kept = unique.select("event_id", pl.col("source_file").alias("kept_file"), pl.col("source_row").alias("kept_row"))
+    conflicts = (
+        flagged.filter(~pl.col("_first") & ~pl.col("_same"))
+        .join(kept, on="event_id", how="left")
+        .select(
+            "source_file",
+            "source_row",
+            pl.col("event_date").alias("claimed_date"),
+            pl.lit(None, dtype=pl.String).alias("kept_batch"),
+            "kept_file",
+            "kept_row",
+        )
+    )
+    return unique, conflicts, flagged.height - unique.height - conflicts.height

@@ -16,6 +16,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from dataplatform.lib.contract import CONTRACT_COLUMNS
+
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS events (
     event_id VARCHAR NOT NULL,
@@ -40,9 +42,14 @@ CREATE TABLE IF NOT EXISTS quarantine (
     source_row BIGINT,
     reasons VARCHAR[] NOT NULL,
     raw_record VARCHAR,
-    event_date DATE,
+    event_date DATE,  -- the day it counts on: its partition (history) or arrival day (stream)
+    claimed_date DATE,  -- the day of its own timestamp, when that parsed
+    detail VARCHAR,  -- JSON context of a reason (the record an event_id:conflict lost to)
     quarantined_at TIMESTAMPTZ NOT NULL
 );
+-- Warehouses created before claimed_date and detail existed.
+ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS claimed_date DATE;
+ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS detail VARCHAR;
 CREATE TABLE IF NOT EXISTS ingest_batches (
     batch_id VARCHAR PRIMARY KEY,
     mode VARCHAR NOT NULL,
@@ -120,6 +127,9 @@ EVENT_COLUMNS = (
     "session_id", "extras", "source_file", "source_row", "event_date", "batch_id", "ingested_at",
 )  # fmt: skip
 
+# A held event_id is a duplicate only when every contract field equals the held record's.
+SAME_CONTENT_SQL = " AND ".join(f'i."{column}" IS NOT DISTINCT FROM e."{column}"' for column in CONTRACT_COLUMNS)
+
 AUDIT_SCHEMA = {
     "batch_id": pl.String, "mode": pl.String, "partition_key": pl.String, "run_id": pl.String,
     "files": pl.List(pl.String), "files_redelivered": pl.List(pl.String), "files_rejected": pl.Int32,
@@ -186,17 +196,26 @@ class BatchTransaction:
                     self.con.sql(f"DELETE FROM {table} WHERE batch_id = ?", params=[batch_id])
         self.con.sql("DELETE FROM open_batches")
 
-    def held_ids(self, valid: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
-        """Ids of `valid` the warehouse already holds: (from other batches, from earlier parts of this one)."""
-        self.con.register("incoming_ids", valid.select("event_id"))
+    def held_ids(self, valid: pl.DataFrame) -> pl.DataFrame:
+        """Rows of `valid` whose event_id the warehouse already holds, one row each.
+
+        Columns: source_file, source_row, claimed_date, same_batch (held by an earlier part of this
+        batch), same_content (every contract field equal: a duplicate; else a conflict), and the
+        held record's kept_batch, kept_file, kept_row.
+        """
+        self.con.register("incoming", valid.select(*CONTRACT_COLUMNS, "source_file", "source_row", "event_date"))
         try:
-            found = self.con.sql(
-                "SELECT DISTINCT e.event_id, e.batch_id = ? AS same FROM incoming_ids i JOIN events e USING (event_id)",
+            return self.con.sql(
+                f"""
+                SELECT i.source_file, i.source_row, i.event_date AS claimed_date, e.batch_id = ? AS same_batch,
+                       {SAME_CONTENT_SQL} AS same_content,
+                       e.batch_id AS kept_batch, e.source_file AS kept_file, e.source_row AS kept_row
+                FROM incoming i JOIN events e USING (event_id)
+                """,
                 params=[self.batch_id],
             ).pl()
         finally:
-            self.con.unregister("incoming_ids")
-        return found.filter(~pl.col("same"))["event_id"], found.filter(pl.col("same"))["event_id"]
+            self.con.unregister("incoming")
 
     def add(self, events: pl.DataFrame, quarantine: pl.DataFrame) -> None:
         self.con.register("part_events", events.select(EVENT_COLUMNS))

@@ -222,6 +222,10 @@ def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
         metadata={
             "dagster/row_count": events.height,
             "quarantined": quarantine.height,
+            # Counted here (the partition or arrival day) though their timestamp names another day or none.
+            "quarantined_claiming_another_day": quarantine.filter(
+                pl.col("claimed_date").is_null() | (pl.col("claimed_date") != day)
+            ).height,
             "quarantine_rate": dg.MetadataValue.float(float(profile["quarantine_rate"])),
             "users": profile["users"],
             **{k: v for k, v in profile.items() if k.startswith("events_")},

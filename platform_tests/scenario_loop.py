@@ -54,10 +54,22 @@ class ScenarioResult:
     seconds: float = 0.0
 
 
-def _materialize(
+def materialize_or_fail(
     assets: list, resources: dict, instance: dg.DagsterInstance, **kwargs: object
 ) -> dg.ExecuteInProcessResult:
-    return dg.materialize(assets, resources=resources, instance=instance, raise_on_error=False, **kwargs)
+    """Materialize; a failed run fails the scenario, with its steps' errors: figures computed past a
+    failed day would describe a loop that did not run. The errors travel as the text of a RuntimeError,
+    which crosses the worker process boundary intact whatever the original exception was."""
+    result = dg.materialize(assets, resources=resources, instance=instance, raise_on_error=False, **kwargs)
+    if not result.success:
+        errors = [
+            f"{event.step_key}: {event.step_failure_data.error.to_string()}"
+            for event in result.get_step_failure_events()
+            if event.step_failure_data.error
+        ]
+        tags = {k: v for k, v in kwargs.items() if k in ("partition_key", "tags")}
+        raise RuntimeError(f"run {result.run_id} ({tags}) failed:\n" + ("\n".join(errors) or "no step error recorded"))
+    return result
 
 
 def run_scenario(
@@ -78,24 +90,24 @@ def run_scenario(
     fixed_version = None
     with dg.instance_for_test() as instance:
         last = str(START + dt.timedelta(days - 1))
-        _materialize([history_events], resources, instance, tags={
+        materialize_or_fail([history_events], resources, instance, tags={
             "dagster/asset_partition_range_start": str(START), "dagster/asset_partition_range_end": last,
         })  # fmt: skip
         for i in range(days):
             day = START + dt.timedelta(i)
             result.days.append(str(day))
-            _materialize([warehouse_events, training_examples], resources, instance, partition_key=str(day))
+            materialize_or_fail([warehouse_events, training_examples], resources, instance, partition_key=str(day))
             if i == FIRST_TRAINING_DAY:
-                _materialize(RETRAIN, resources, instance)
+                materialize_or_fail(RETRAIN, resources, instance)
                 fixed_version = resources["models"].registry().champion().version
             if fixed_version is None:
                 continue
-            report = _materialize([drift_report], resources, instance, partition_key=str(day))
+            report = materialize_or_fail([drift_report], resources, instance, partition_key=str(day))
             metadata = report.asset_materializations_for_node(drift_report.op.name)[0].metadata
             if metadata.get("decision") and metadata["decision"].value == "drift":
                 result.drift_days.append(str(day))
             labelled = str(day - dt.timedelta(2))
-            perf = _materialize([model_performance], resources, instance, partition_key=labelled)
+            perf = materialize_or_fail([model_performance], resources, instance, partition_key=labelled)
             perf_meta = perf.asset_materializations_for_node(model_performance.op.name)[0].metadata
             if "auc" in perf_meta:
                 result.auc_loop[labelled] = perf_meta["auc"].value
@@ -105,7 +117,7 @@ def run_scenario(
             with dg.build_sensor_context(instance=instance, resources={"alerts": resources["alerts"]}) as context:
                 tick = drift_retraining_sensor(context)
             for request in tick.run_requests:
-                run = _materialize(
+                run = materialize_or_fail(
                     RETRAIN, resources, instance, tags={**request.tags, "dagster/run_key": request.run_key}
                 )
                 result.retrain_requests.append(

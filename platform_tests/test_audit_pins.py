@@ -5,6 +5,7 @@ No test here reaches the network: the end-to-end tests serve canned JSON from 12
 
 import importlib.util
 import json
+import os
 import socket
 import sys
 import threading
@@ -244,14 +245,15 @@ CANNED = {
 
 @pytest.fixture
 def local_index() -> Iterator[tuple[str, list[dict[str, str]]]]:
-    """A JSON API on 127.0.0.1 serving CANNED at /<name>/json (404 otherwise); yields its URL and the requests."""
+    """A warehouse-style index on 127.0.0.1 serving CANNED at /pypi/<name>/json (404 otherwise); yields the
+    URL of its simple index (/simple, which this server does not need to serve) and the requests."""
     seen: list[dict[str, str]] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             seen.append({"path": self.path, "user_agent": self.headers.get("User-Agent", "")})
             parts = self.path.strip("/").split("/")
-            body = CANNED.get(parts[0]) if len(parts) == 2 and parts[1] == "json" else None
+            body = CANNED.get(parts[1]) if len(parts) == 3 and parts[0] == "pypi" and parts[2] == "json" else None
             if body is None:
                 self.send_error(404)
                 return
@@ -269,7 +271,7 @@ def local_index() -> Iterator[tuple[str, list[dict[str, str]]]]:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+        yield f"http://127.0.0.1:{server.server_address[1]}/simple", seen
     finally:
         server.shutdown()
         server.server_close()
@@ -300,7 +302,8 @@ def test_main_audits_a_requirements_file_against_a_local_index(
     assert "| bad-pkg | 3.0 | 3.0 | vulnerable | PYSEC-9 [CVE-PYSEC-9] (fixed in: none)" in printed
     assert "audit_pins: 4 packages: 1 vulnerable, 0 yanked, 1 outdated-unverifiable, 1 ok, 1 error" in printed
     # Canonical names in the URLs, each project once, with a User-Agent.
-    assert sorted(r["path"] for r in seen) == ["/bad-pkg/json", "/missing-pkg/json", "/old-pkg/json", "/safe-pkg/json"]
+    paths = ["/pypi/bad-pkg/json", "/pypi/missing-pkg/json", "/pypi/old-pkg/json", "/pypi/safe-pkg/json"]
+    assert sorted(r["path"] for r in seen) == paths
     assert all(r["user_agent"].startswith("dataplatform-audit-pins/") for r in seen)
 
 
@@ -314,3 +317,138 @@ def test_main_exits_2_when_every_request_fails(tmp_path: Path, capsys: pytest.Ca
         code = audit_pins.main(["--requirements", str(requirements), "--index-url", url, "--timeout", "2"])
     assert code == 2
     assert "0 ok, 2 error" in capsys.readouterr().out
+
+
+# --- which index: the environment's configuration ------------------------------------------------------------
+
+
+def test_json_api_base_is_derived_from_the_simple_index_url() -> None:
+    assert audit_pins.json_api_base("https://mirror.example/simple") == "https://mirror.example/pypi"
+    assert audit_pins.json_api_base("https://mirror.example/repo/simple/") == "https://mirror.example/repo/pypi"
+    assert audit_pins.json_api_base("https://mirror.example/pypi") == "https://mirror.example/pypi"  # a JSON base
+    assert audit_pins.json_api_base(audit_pins.DEFAULT_SIMPLE_INDEX_URL) == "https://pypi.org/pypi"
+    # A token in a configured URL is not printed.
+    assert (
+        audit_pins.redact("https://user:s3cret@mirror.example:8443/pypi") == "https://user:***@mirror.example:8443/pypi"
+    )
+
+
+# Nothing listens on the discard port: were a configuration that must lose used, the audit would exit 2.
+DEAD = "http://127.0.0.1:9/simple"
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No index variables, no pip configuration files (pip's documented os.devnull switch), no uv files
+    except those a test names: the developer's own configuration must not decide these tests."""
+    for variable in (*audit_pins.INDEX_ENV_VARIABLES, "UV_CONFIG_FILE", "UV_NO_CONFIG"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("XDG_CONFIG_DIRS", str(tmp_path / "xdg-system"))
+    return monkeypatch
+
+
+def _audit_safe_pkg(tmp_path: Path) -> dict[str, Any]:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("safe-pkg==1.0\n")
+    out = tmp_path / "audit.json"
+    assert audit_pins.main(["--requirements", str(requirements), "--json", str(out), "--timeout", "5"]) == 0
+    return json.loads(out.read_text())
+
+
+def test_index_from_the_environment_variable_wins_over_pip_and_uv_configuration(
+    local_index: tuple[str, list[dict[str, str]]], clean_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    url, seen = local_index
+    pip_conf = tmp_path / "pip.conf"
+    pip_conf.write_text(f"[global]\nindex-url = {DEAD}\n")
+    uv_toml = tmp_path / "uv.toml"
+    uv_toml.write_text(f'index-url = "{DEAD}"\n')
+    clean_environment.setenv("PIP_CONFIG_FILE", str(pip_conf))
+    clean_environment.setenv("UV_CONFIG_FILE", str(uv_toml))
+    clean_environment.setenv("UV_DEFAULT_INDEX", DEAD)
+    clean_environment.setenv("PIP_INDEX_URL", url)
+
+    report = _audit_safe_pkg(tmp_path)
+
+    assert (report["index_url"], report["index_from"]) == (url.removesuffix("/simple") + "/pypi", "PIP_INDEX_URL")
+    assert [r["path"] for r in seen] == ["/pypi/safe-pkg/json"]
+    # Without pip's variable, uv's come next, UV_INDEX_URL before UV_DEFAULT_INDEX.
+    environ = {"UV_DEFAULT_INDEX": DEAD, "UV_INDEX_URL": url}
+    assert audit_pins.configured_index_url(environ) == (url, "UV_INDEX_URL")
+
+
+def test_index_from_the_pip_configuration_file(
+    local_index: tuple[str, list[dict[str, str]]], clean_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    url, seen = local_index
+    pip_conf = tmp_path / "pip.conf"
+    pip_conf.write_text(f"[global]\nindex-url = {url}\n")
+    uv_toml = tmp_path / "uv.toml"
+    uv_toml.write_text(f'index-url = "{DEAD}"\n')  # pip's configuration comes before uv's
+    clean_environment.setenv("PIP_CONFIG_FILE", str(pip_conf))
+    clean_environment.setenv("UV_CONFIG_FILE", str(uv_toml))
+
+    report = _audit_safe_pkg(tmp_path)
+
+    assert report["index_from"] == "pip config global.index-url"
+    assert [r["path"] for r in seen] == ["/pypi/safe-pkg/json"]
+
+
+def test_index_from_the_uv_configuration_file(
+    local_index: tuple[str, list[dict[str, str]]], clean_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    url, seen = local_index
+    uv_toml = tmp_path / "uv.toml"
+    # The default [[index]] wins over the older index-url key.
+    uv_toml.write_text(
+        f'index-url = "{DEAD}"\n[[index]]\nname = "extra"\nurl = "{DEAD}"\n'
+        f'[[index]]\nname = "mirror"\nurl = "{url}"\ndefault = true\n'
+    )
+    clean_environment.setenv("UV_CONFIG_FILE", str(uv_toml))
+
+    report = _audit_safe_pkg(tmp_path)
+
+    assert report["index_from"] == str(uv_toml)
+    assert [r["path"] for r in seen] == ["/pypi/safe-pkg/json"]
+
+
+def test_uv_configuration_is_discovered_as_uv_discovers_it(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    start = project / "tools"
+    start.mkdir(parents=True)
+    user = tmp_path / "xdg" / "uv" / "uv.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text('index-url = "https://user.example/simple"\n')
+    environ = {"XDG_CONFIG_HOME": str(tmp_path / "xdg"), "XDG_CONFIG_DIRS": str(tmp_path / "none")}
+
+    # No project configuration: the user's file.
+    assert audit_pins.uv_config_index_url(environ, start) == ("https://user.example/simple", user)
+    # A pyproject.toml without [tool.uv] is not uv configuration; one with it, in a parent, is.
+    (start / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    (project / "pyproject.toml").write_text('[tool.uv]\nindex-url = "https://project.example/simple"\n')
+    assert audit_pins.uv_config_index_url(environ, start) == (
+        "https://project.example/simple",
+        project / "pyproject.toml",
+    )
+    # A uv.toml beside it hides the pyproject's [tool.uv]; one without an index falls through to the user's.
+    (project / "uv.toml").write_text("native-tls = true\n")
+    assert audit_pins.uv_config_index_url(environ, start) == ("https://user.example/simple", user)
+    # UV_CONFIG_FILE replaces discovery; UV_NO_CONFIG turns it off.
+    named = tmp_path / "named.toml"
+    named.write_text('[[index]]\nurl = "https://named.example/simple"\ndefault = true\n')
+    assert audit_pins.uv_config_index_url(environ | {"UV_CONFIG_FILE": str(named)}, start) == (
+        "https://named.example/simple",
+        named,
+    )
+    assert audit_pins.uv_config_index_url(environ | {"UV_NO_CONFIG": "1"}, start) is None
+
+
+def test_without_configuration_the_index_is_the_named_default(
+    clean_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert audit_pins.configured_index_url(dict(os.environ), tmp_path) == (
+        audit_pins.DEFAULT_SIMPLE_INDEX_URL,
+        "default",
+    )

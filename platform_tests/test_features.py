@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, event, find, given, settings, target
 from hypothesis import strategies as st
 
 from dataplatform.lib.contract import UTC_DATETIME
@@ -183,23 +183,44 @@ def test_label_maturity() -> None:
 # --- point-in-time properties -----------------------------------------------------------------
 
 SLOT = dt.timedelta(minutes=20)  # coarse grid: plenty of ties
-GRID_START = dt.datetime.combine(D, dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=2)
-N_SLOTS = 4 * 72  # four days: two before D, D, one after
-HISTORY = dt.timedelta(hours=36)  # cuts the 7d/28d windows, so the history bound is exercised
+DAY_SLOTS = DAYS // SLOT
+MAX_HISTORY_DAYS = 40  # longer than the 28-day window, so 7d and 28d differ when the history allows
+# 41 days before D (the longest history before the first example day, D - 1), D, and one day after for labels.
+GRID_START = dt.datetime.combine(D, dt.time(), tzinfo=dt.UTC) - (MAX_HISTORY_DAYS + 1) * DAYS
+D_SLOT = (MAX_HISTORY_DAYS + 1) * DAY_SLOTS  # the first slot of D
+N_SLOTS = D_SLOT + 2 * DAY_SLOTS
+WINDOWS = (H, DAYS, 7 * DAYS, 28 * DAYS)
 TYPES = ("view", "view", "view", "cart", "remove_from_cart", "purchase")
 
-event_rows = st.lists(
-    st.tuples(
-        st.integers(0, 2),  # user
-        st.integers(0, N_SLOTS - 1),  # slot
-        st.sampled_from(TYPES),
-        st.sampled_from([None, 1, 2, 3, 4]),  # product
-        st.sampled_from([None, "s0", "s1", "s2"]),  # session
-        st.sampled_from([None, 9.99, 10.0, 25.5, 100.0]),  # price
-    ),
-    min_size=1,
-    max_size=45,
-)
+users = st.integers(0, 2)
+products = st.sampled_from([None, 1, 2, 3, 4])
+session_ids = st.sampled_from([None, "s0", "s1", "s2"])
+prices = st.sampled_from([None, 9.99, 10.0, 25.5, 100.0])
+# Half the events in the two days around the example days (ties, 1h and 1d windows), half anywhere in
+# the 43 days (the 7d and 28d windows and the history bound).
+slots = st.one_of(st.integers(D_SLOT - 2 * DAY_SLOTS, N_SLOTS - 1), st.integers(0, N_SLOTS - 1))
+event_rows = st.lists(st.tuples(users, slots, st.sampled_from(TYPES), products, session_ids, prices), max_size=40)
+
+
+@st.composite
+def point_in_time_cases(draw: st.DrawFn, example_days: int = 1) -> tuple[list[tuple[Any, ...]], dt.timedelta]:
+    """(rows for `to_log`, history): at least one example view (product known) on the last `example_days`
+    days up to D, background events, and events exactly one window or the history before an example (the
+    window starts are inclusive), shuffled."""
+    history = draw(st.integers(1, MAX_HISTORY_DAYS * 24).map(lambda hours: hours * H))
+    first = D_SLOT - (example_days - 1) * DAY_SLOTS
+    examples = draw(
+        st.lists(
+            st.tuples(users, st.integers(first, D_SLOT + DAY_SLOTS - 1), st.just("view"), st.integers(1, 4)),
+            min_size=1,
+            max_size=6,
+        )
+    )
+    examples = [(*e, draw(session_ids), draw(prices)) for e in examples]
+    offsets = st.sampled_from([*WINDOWS, history])
+    edges = draw(st.lists(st.tuples(st.sampled_from(examples), offsets, st.sampled_from(TYPES)), max_size=12))
+    at_edges = [(e[0], e[1] - offset // SLOT, etype, *e[3:]) for e, offset, etype in edges]
+    return draw(st.permutations([*examples, *draw(event_rows), *at_edges])), history
 
 
 def to_log(rows: list[tuple[Any, ...]], prefix: str = "e") -> list[tuple[Any, ...]]:
@@ -264,35 +285,66 @@ def assert_same(actual: dict[str, Any], expected: dict[str, Any]) -> None:
             assert got == want, key
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=event_rows)
-def test_features_match_a_one_event_at_a_time_reference(rows: list[tuple[Any, ...]]) -> None:
+def windows_differ(log: list[tuple[Any, ...]], ex: tuple[Any, ...], history: dt.timedelta) -> bool:
+    """Whether the example's 7-day and 28-day windows hold different events (the case tells them apart)."""
+    features = reference(log, ex, history)
+    return any(features[f"user_{kind}_7d"] != features[f"user_{kind}_28d"] for kind in ("views", "carts", "purchases"))
+
+
+def test_generated_cases_tell_the_7d_and_28d_windows_apart() -> None:
+    """The strategy reaches cases whose 7d and 28d features differ (a history under 28 days, or events only
+    near D, would make the two windows one and leave the 28d bound untested)."""
+
+    def separates(case: tuple[list[tuple[Any, ...]], dt.timedelta]) -> bool:
+        log, history = to_log(case[0]), case[1]
+        return any(windows_differ(log, r, history) for r in log if r[3] == "view" and r[2].date() == D)
+
+    # Generation only: the first such case is proof enough, shrinking it would only cost time.
+    quick = settings(max_examples=200, database=None, phases=[Phase.generate])
+    find(point_in_time_cases(), separates, settings=quick)  # raises NoSuchExample if none is found
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=point_in_time_cases())
+def test_features_match_a_one_event_at_a_time_reference(case: tuple[list[tuple[Any, ...]], dt.timedelta]) -> None:
+    rows, history = case
     log = to_log(rows)
-    out = build_training_examples(events(log), days=[D], history=HISTORY)
+    out = build_training_examples(events(log), days=[D], history=history)
     expected_ids = sorted(r[0] for r in log if r[3] == "view" and r[4] is not None and r[2].date() == D)
+    assert expected_ids  # every case carries examples: a case without any would check nothing
     assert sorted(out["example_id"]) == expected_ids
     by_id = {r[0]: r for r in log}
+    differing = 0
     for row in out.iter_rows(named=True):
         ex = by_id[row["example_id"]]
-        assert_same({c: row[c] for c in FEATURE_COLUMNS}, reference(log, ex, HISTORY))
+        assert_same({c: row[c] for c in FEATURE_COLUMNS}, reference(log, ex, history))
         bought = any(
             r[1] == ex[1] and r[4] == ex[4] and r[3] == "purchase" and ex[2] < r[2] <= ex[2] + DAYS for r in log
         )
         assert row["label"] == int(bought)
+        differing += windows_differ(log, ex, history)
+    event("examples: " + ("1" if len(expected_ids) == 1 else "2-4" if len(expected_ids) < 5 else "5 or more"))
+    event(f"7d and 28d windows differ: {differing > 0}")
+    target(float(differing), label="examples whose 7d and 28d windows differ")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=event_rows, future=event_rows, cut=st.integers(0, N_SLOTS - 1))
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=point_in_time_cases(example_days=2), future=event_rows, data=st.data())
 def test_appending_future_events_changes_no_earlier_feature(
-    rows: list[tuple[Any, ...]], future: list[tuple[Any, ...]], cut: int
+    case: tuple[list[tuple[Any, ...]], dt.timedelta], future: list[tuple[Any, ...]], data: st.DataObject
 ) -> None:
     """Events at or after time c (ties included) leave the features of every example at or
     before c exactly as they were."""
-    cutoff = GRID_START + cut * SLOT
-    base = [r for r in to_log(rows) if r[2] <= cutoff]
+    rows, history = case
+    log = to_log(rows)
+    # The cut falls at or after some example, so there are features to keep.
+    first_example = min(r[2] for r in log if r[3] == "view" and r[4] is not None and r[2].date() in (D - DAYS, D))
+    cutoff = first_example + data.draw(st.integers(0, (GRID_START + N_SLOTS * SLOT - first_example) // SLOT)) * SLOT
+    base = [r for r in log if r[2] <= cutoff]
     later = [(*r[:2], max(r[2], cutoff), *r[3:]) for r in to_log(future, prefix="f")]
-    before = build_training_examples(events(base), days=[D - DAYS, D], history=HISTORY)
-    after = build_training_examples(events(base + later), days=[D - DAYS, D], history=HISTORY)
+    before = build_training_examples(events(base), days=[D - DAYS, D], history=history)
+    after = build_training_examples(events(base + later), days=[D - DAYS, D], history=history)
+    assert before.height > 0
     kept = after.filter(pl.col("example_id").str.starts_with("e"))
     assert kept.drop("label").equals(before.drop("label"))
 

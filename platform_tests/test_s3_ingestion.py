@@ -237,6 +237,8 @@ def test_same_content_under_a_new_key_is_recorded_as_redelivered_without_new_row
 def test_history_backfill_of_two_days_ingests_both_partitions_in_one_run(
     s3: Any, resources: Resources, instance: dg.DagsterInstance
 ) -> None:
+    # The range run below works under any policy; a backfill of the range is one such run only under this.
+    assert history_events.backfill_policy == dg.BackfillPolicy.single_run()
     day1, day2 = "2026-03-01", "2026-03-02"
     put(s3, f"{HISTORY_PREFIX}event_date={day1}/part-0.jsonl", jsonl_bytes([
         event(10, timestamp=f"{day1}T08:00:00+00:00"), event(11, timestamp=f"{day1}T09:30:00Z"),

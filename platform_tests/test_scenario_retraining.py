@@ -7,9 +7,10 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
-from scenario_loop import DRIFT_START_DAY, START, plot, run_both, summary
+from scenario_loop import DRIFT_START_DAY, START, materialize_or_fail, plot, run_both, summary
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "scenario"
 
@@ -36,3 +37,13 @@ def test_the_loop_retrains_on_drift_and_not_on_a_stationary_stream(tmp_path: Pat
     assert figures["auc_last_14_days_with_loop"] > figures["auc_last_14_days_fixed_model"] + 0.01
     # On the stationary control stream nothing triggers a retrain.
     assert control.retrain_requests == []
+
+
+@dg.asset
+def broken_asset() -> None:
+    raise ValueError("the broken asset's own error")
+
+
+def test_a_failed_run_fails_the_scenario_with_the_run_error() -> None:
+    with dg.instance_for_test() as instance, pytest.raises(RuntimeError, match="the broken asset's own error"):
+        materialize_or_fail([broken_asset], {}, instance)

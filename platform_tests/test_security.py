@@ -9,8 +9,9 @@
 - Secrets: with AWS_SECRET_ACCESS_KEY and DP_ALERT_WEBHOOK_URL set to sentinels, an ingest run, a
   failing S3 run and both alert sensors leave neither value in any Dagster event log entry,
   run record, materialization metadata, file under the test's folder, or the Python log.
-- Model artifacts whose sha256 does not match are refused before unpickling: tested in
-  test_registry.py (not repeated here; the last test only checks those tests still exist).
+- Model artifacts: nothing under platform/ unpickles (pickle, joblib, np.load with allow_pickle, ...)
+  except the registry's loader, and there the sha256 check and its raise come before the load. That
+  a tampered artifact is refused before unpickling, locally and on S3, is tested in test_registry.py.
 """
 
 import ast
@@ -267,7 +268,61 @@ def test_secrets_never_reach_run_logs_metadata_or_files(
     assert leaked == []
 
 
-def test_tampered_model_artifacts_are_covered_by_test_registry() -> None:
-    tree = ast.parse((ROOT / "platform_tests" / "test_registry.py").read_text())
-    tests = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
-    assert {"test_tampered_artifact_is_refused_before_unpickling", "test_tampered_artifact_on_s3_is_refused"} <= tests
+# Modules whose load runs code from the bytes it reads, and their loading functions.
+UNPICKLERS = {"pickle", "cloudpickle", "dill", "joblib", "shelve", "marshal", "_pickle"}
+UNPICKLING_NAMES = {"load", "loads", "Unpickler", "open"}
+
+
+def unpickles(node: ast.AST) -> bool:
+    """`pickle.load(...)`-like calls, `from joblib import load`, `read_pickle(...)`, `allow_pickle=<not False>`."""
+    if isinstance(node, ast.ImportFrom):
+        root = (node.module or "").split(".")[0]
+        return root in UNPICKLERS and any(a.name in UNPICKLING_NAMES for a in node.names)
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else None
+    if (owner in UNPICKLERS and called in UNPICKLING_NAMES) or called == "read_pickle":
+        return True
+    return any(
+        k.arg == "allow_pickle" and not (isinstance(k.value, ast.Constant) and not k.value.value) for k in node.keywords
+    )
+
+
+def unpickling_sites() -> list[tuple[str, str]]:
+    """(module, enclosing class.function) of every unpickling node under platform/dataplatform."""
+    sites: list[tuple[str, str]] = []
+
+    def visit(module: str, node: ast.AST, scope: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            named = isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            inner = f"{scope}.{child.name}".lstrip(".") if named else scope
+            if unpickles(child):
+                sites.append((module, inner))
+            visit(module, child, inner)
+
+    for module, tree in modules():
+        visit(module, tree, "")
+    return sites
+
+
+def test_model_artifacts_are_unpickled_only_after_their_sha256_is_checked() -> None:
+    assert unpickling_sites() == [("lib/registry.py", "ModelRegistry.load")]
+    tree = dict(modules())["lib/registry.py"]
+    registry = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ModelRegistry")
+    load = next(n for n in registry.body if isinstance(n, ast.FunctionDef) and n.name == "load")
+
+    def refuses_on_mismatch(statement: ast.stmt) -> bool:
+        compares = isinstance(statement, ast.If) and "artifact_sha256" in ast.unparse(statement.test)
+        raises = any(
+            isinstance(n, ast.Raise) and "ArtifactIntegrityError" in ast.unparse(n) for n in ast.walk(statement)
+        )
+        return compares and raises
+
+    order = [
+        "check" if refuses_on_mismatch(statement) else "load"
+        for statement in load.body
+        if refuses_on_mismatch(statement) or any(unpickles(n) for n in ast.walk(statement))
+    ]
+    assert order == ["check", "load"]

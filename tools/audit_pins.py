@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Dependency vulnerability review from PyPI's project JSON: a stand-in for pip-audit on this network.
+"""Dependency vulnerability review from the package index's project JSON: a stand-in for pip-audit here.
 
 pip-audit cannot work here: PyPI's per-version endpoint (/pypi/<name>/<version>/json) answers 404 and
 OSV (api.osv.dev) is unreachable. The project endpoint (/pypi/<name>/json) is reachable; it gives the
@@ -13,6 +13,12 @@ affect the LATEST version only. So, for each pinned or installed `name==version`
 - ok                      the pin is the latest version and it has no advisories
 - error                   the project could not be fetched, or the pinned version is not on the index
 
+The index is the environment's own, found as pip and uv find it (first found wins): PIP_INDEX_URL,
+UV_INDEX_URL, UV_DEFAULT_INDEX; `pip config get global.index-url` (the running interpreter's pip); uv's
+configuration (UV_CONFIG_FILE, else the project's uv.toml or pyproject.toml [tool.uv] from the repository
+upward, else the user's and the system's uv.toml): `[[index]]` with `default = true`, or `index-url`;
+else PyPI. The JSON API sits beside the simple index (https://host/simple -> https://host/pypi).
+
 Usage: .venv/bin/python tools/audit_pins.py [--requirements FILE ...] [--installed] [--json OUT]
                                             [--index-url URL] [--timeout S] [--workers N]
 Exit status: 1 if anything is vulnerable or yanked; 2 if every request failed (no network) or on a usage
@@ -23,10 +29,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +49,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-DEFAULT_INDEX_URL = "https://pypi.org/pypi"
+# The index when the environment configures none; the only index address in this tool.
+DEFAULT_SIMPLE_INDEX_URL = "https://pypi.org/simple"
+# pip's, then uv's variables naming the default index (uv's are equivalent; UV_INDEX_URL is the older name).
+INDEX_ENV_VARIABLES = ("PIP_INDEX_URL", "UV_INDEX_URL", "UV_DEFAULT_INDEX")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REQUIREMENTS = ("requirements.txt", "requirements-dev.txt")
 USER_AGENT = "dataplatform-audit-pins/1.0 (Python urllib)"
@@ -297,6 +310,102 @@ def exit_code(results: Sequence[Result]) -> int:
 # I/O: the index, installed distributions, files.
 
 
+def json_api_base(index_url: str) -> str:
+    """The JSON API base of an index URL. Warehouse (PyPI) and its mirrors serve /simple/<name>/ and
+    /pypi/<name>/json side by side, so a URL ending in /simple maps to /pypi; any other URL is taken to be
+    the JSON API base itself."""
+    base = index_url.rstrip("/")
+    head, _, last = base.rpartition("/")
+    return f"{head}/pypi" if last == "simple" and head else base
+
+
+def redact(url: str) -> str:
+    """The URL without its password: a configured index URL may carry a token, and the tool prints it."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def pip_config_index_url(environ: Mapping[str, str], python: str = sys.executable) -> str | None:
+    """`global.index-url` of pip's configuration files, as that interpreter's pip reads them (PIP_CONFIG_FILE,
+    site, user and global files); None if unset or if pip is not installed."""
+    try:
+        done = subprocess.run(
+            [python, "-m", "pip", "config", "get", "global.index-url"],
+            capture_output=True,
+            text=True,
+            env=dict(environ),
+            timeout=120,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    value = done.stdout.strip()
+    return value if done.returncode == 0 and value else None
+
+
+def _uv_settings(path: Path) -> Mapping[str, Any] | None:
+    """uv's settings in a uv.toml (the whole file) or a pyproject.toml ([tool.uv]); None if it has none."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    if path.name == "pyproject.toml":
+        return data.get("tool", {}).get("uv")
+    return data
+
+
+def uv_config_files(environ: Mapping[str, str], start: Path) -> list[Path]:
+    """uv's configuration files in precedence order: UV_CONFIG_FILE alone if set (uv then ignores the rest);
+    else the nearest directory from `start` upward holding a uv.toml or a pyproject.toml with [tool.uv]
+    (a uv.toml there hides the pyproject.toml's [tool.uv], as in uv), then the user's ($XDG_CONFIG_HOME or
+    ~/.config) and the system's uv.toml."""
+    if environ.get("UV_NO_CONFIG"):
+        return []
+    if environ.get("UV_CONFIG_FILE"):
+        return [Path(environ["UV_CONFIG_FILE"])]
+    files: list[Path] = []
+    for directory in (start, *start.parents):
+        found = [
+            directory / name for name in ("uv.toml", "pyproject.toml") if _uv_settings(directory / name) is not None
+        ]
+        if found:
+            files.append(found[0])
+            break
+    home = Path(environ.get("HOME") or Path.home())
+    files.append(Path(environ.get("XDG_CONFIG_HOME") or home / ".config") / "uv" / "uv.toml")
+    files += [Path(d) / "uv" / "uv.toml" for d in (environ.get("XDG_CONFIG_DIRS") or "/etc").split(":") if d]
+    return files
+
+
+def uv_config_index_url(environ: Mapping[str, str], start: Path) -> tuple[str, Path] | None:
+    """The default index of uv's configuration and the file naming it: an `[[index]]` with `default = true`,
+    else the older `index-url`, from the first file (in uv's precedence) that sets either."""
+    for path in uv_config_files(environ, start):
+        settings = _uv_settings(path) or {}
+        default = [i["url"] for i in settings.get("index") or [] if i.get("default") and i.get("url")]
+        url = default[0] if default else settings.get("index-url")
+        if url:
+            return str(url), path
+    return None
+
+
+def configured_index_url(environ: Mapping[str, str], start: Path = REPO_ROOT) -> tuple[str, str]:
+    """(simple index URL, where it was found): environment variables, pip's configuration, uv's, else PyPI."""
+    for variable in INDEX_ENV_VARIABLES:
+        if environ.get(variable, "").strip():
+            return environ[variable].strip(), variable
+    pip_url = pip_config_index_url(environ)
+    if pip_url:
+        return pip_url, "pip config global.index-url"
+    uv = uv_config_index_url(environ, start)
+    if uv:
+        return uv[0], str(uv[1])
+    return DEFAULT_SIMPLE_INDEX_URL, "default"
+
+
 class FetchError(Exception):
     pass
 
@@ -382,8 +491,8 @@ def audit(pins: Sequence[Pin], index_url: str, timeout: float, workers: int) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Audit pinned requirements (and optionally the installed environment) against PyPI's "
-        "project JSON: advisories of the latest version, yanked releases, outdated pins."
+        description="Audit pinned requirements (and optionally the installed environment) against the package "
+        "index's project JSON: advisories of the latest version, yanked releases, outdated pins."
     )
     parser.add_argument(
         "--requirements",
@@ -393,7 +502,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--installed", action="store_true", help="also audit every installed distribution")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
-    parser.add_argument("--index-url", default=DEFAULT_INDEX_URL, help=f"JSON API base (default {DEFAULT_INDEX_URL})")
+    parser.add_argument(
+        "--index-url",
+        help="the index: a simple-index URL (.../simple, whose JSON API is .../pypi) or a JSON API base "
+        "(default: the environment's pip/uv configuration, else PyPI)",
+    )
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds per request (default 20)")
     parser.add_argument("--workers", type=int, default=8, help="parallel requests (default 8)")
     parser.add_argument("--quiet", action="store_true", help="table rows only for packages that are not ok")
@@ -416,8 +529,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("audit_pins: nothing to audit (no pinned name==version lines)")
         return 0
 
+    index_url, origin = (args.index_url, "--index-url") if args.index_url else configured_index_url(os.environ)
+    api = json_api_base(index_url)
     started = time.monotonic()
-    results = audit(pins, args.index_url, args.timeout, args.workers)
+    results = audit(pins, api, args.timeout, args.workers)
     elapsed = time.monotonic() - started
 
     print(render_table([r for r in results if r.status != "ok"] if args.quiet else results))
@@ -426,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"not audited (not pinned with ==): {line}")
     for line in skipped:
         print(f"not audited (not from the index): {line}")
-    print(f"{summary_line(results)} ({elapsed:.1f}s, {args.index_url})")
+    print(f"{summary_line(results)} ({elapsed:.1f}s, {redact(api)}, index from {origin})")
     if any(r.status == "outdated-unverifiable" for r in results):
         print(
             "outdated-unverifiable: the index reports advisories for its latest version only; older pins are unchecked"
@@ -434,7 +549,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.json:
         report = {
-            "index_url": args.index_url,
+            "index_url": redact(api),
+            "index_from": origin,
             "counts": count_statuses(results),
             "exit_code": exit_code(results),
             "results": [asdict(r) for r in results],

@@ -369,3 +369,48 @@ def test_reference_subset_keeps_results_close() -> None:
     assert subset.n_reference == 20_000
     assert subset.statistic == pytest.approx(full.statistic, abs=0.005)
     assert subset.effect_size == pytest.approx(full.effect_size, abs=0.01)
+
+
+def _days(n_days: int, rows: int, column: dict[str, np.ndarray]) -> pl.DataFrame:
+    start = dt.date(2026, 3, 1)
+    days = [start + dt.timedelta(days=i // rows) for i in range(n_days * rows)]
+    return pl.DataFrame({"event_date": days, **column})
+
+
+def test_a_near_constant_feature_gets_a_readable_floor_and_no_negative_or_absurd_score() -> None:
+    """Demo finding: threshold 1e-12, effect -0.134, score -1.3e11 for a near-constant feature."""
+    rng = np.random.default_rng(4)
+    history = _days(14, 500, {"ratio": np.ones(14 * 500)})  # every normal day the same: effects of 0
+    thresholds = drift.calibrate_thresholds(
+        history, time_column="event_date", columns=["ratio"], current_size=500, rule="lognormal_tail"
+    )
+    assert thresholds.values["ratio"] >= drift.NEGLIGIBLE_EFFECT[drift.NUMERIC_METRIC]
+    assert any("negligible effect" in note for note in thresholds.notes)  # the user can read why
+    current = pl.DataFrame({"ratio": np.where(rng.random(500) < 0.01, 1.0 + 1e-6, 1.0)})
+    for result in drift.compare(history.select("ratio"), current, thresholds=thresholds):
+        score = result.effect_size / result.threshold
+        assert result.effect_size >= 0.0 and 0.0 <= score <= 1e6 and not result.drifted
+
+
+def test_the_floor_can_be_changed_by_the_user() -> None:
+    rng = np.random.default_rng(5)
+    history = _days(10, 2000, {"x": rng.normal(size=20_000)})
+    strict = drift.calibrate_thresholds(history, time_column="event_date", columns=["x"], negligible_effect=0.5)
+    assert strict.values["x"] == 0.5
+
+
+def test_the_domain_threshold_is_a_robust_quantile_capped_below_one() -> None:
+    """Before: the best normal day's AUC + 0.02 reached 1.019, and the detector could never fire."""
+    from dataplatform.lib.monitoring import MAX_DOMAIN_THRESHOLD, normal_domain_auc
+
+    rng = np.random.default_rng(6)
+    n_days, rows = 7, 300
+    day_index = np.repeat(np.arange(n_days), rows).astype(float)
+    separable = _days(n_days, rows, {"day_feature": day_index + rng.normal(0, 0.01, n_days * rows)})
+    auc = normal_domain_auc(separable, time_column="event_date", numeric=["day_feature"], rows_per_side=300)
+    assert auc is not None and auc <= MAX_DOMAIN_THRESHOLD < 1.0
+    stationary = _days(n_days, rows, {"x": rng.normal(size=n_days * rows)})
+    quiet = normal_domain_auc(stationary, time_column="event_date", numeric=["x"], rows_per_side=300)
+    assert quiet is not None and quiet < 0.7
+    assert normal_domain_auc(_days(2, rows, {"x": rng.normal(size=2 * rows)}), time_column="event_date",
+                             numeric=["x"]) is None  # fmt: skip

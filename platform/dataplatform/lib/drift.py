@@ -52,6 +52,9 @@ OTHER_CATEGORY: Final = "__other__"
 NUMERIC_METRIC: Final = "wasserstein_norm"
 CATEGORICAL_METRIC: Final = "jensen_shannon"
 DEFAULT_THRESHOLDS: Final[Mapping[str, float]] = MappingProxyType({NUMERIC_METRIC: 0.1, CATEGORICAL_METRIC: 0.1})
+# Effects below these are practically negligible whatever the sample size: a learned threshold never
+# goes lower (normalized Wasserstein: 2% of the feature's robust spread; Jensen-Shannon distance 0.02).
+NEGLIGIBLE_EFFECT: Mapping[str, float] = MappingProxyType({NUMERIC_METRIC: 0.02, CATEGORICAL_METRIC: 0.02})
 
 _IQR_TO_SD: Final = 1.349  # IQR of a normal distribution, in standard deviations
 _PSI_BINS: Final = 10  # reference deciles
@@ -385,6 +388,7 @@ def calibrate_thresholds(
     reference_windows: int | None = None,
     rule: Literal["quantile", "lognormal_tail"] = "quantile",
     tail_sd: float = 3.0,
+    negligible_effect: float | None = None,
 ) -> Thresholds:
     """Per-column thresholds from the effect sizes that normal history windows show.
 
@@ -412,6 +416,11 @@ def calibrate_thresholds(
     false alarm per column and day by construction), and the median/MAD ignore the few
     drifted windows a history may hold.
 
+    ``negligible_effect``: no threshold is learned below this effect size (default
+    :data:`NEGLIGIBLE_EFFECT`, per metric). Leave-one-window-out effects measure only sampling
+    noise, which vanishes for a near-constant feature or a huge sample: without a floor, a
+    threshold of 1e-12 flags a practically meaningless change. The floor is in ``notes``.
+
     With fewer than ``min_windows`` windows (or usable windows for a column), the defaults
     are used and ``notes`` says so.
 
@@ -434,10 +443,15 @@ def calibrate_thresholds(
         return Thresholds.default(note, n_windows=keys.len(), window=window)
     values: dict[str, float] = {}
     notes: list[str] = []
+    floors = {m: NEGLIGIBLE_EFFECT[m] if negligible_effect is None else negligible_effect for m in NEGLIGIBLE_EFFECT}
     for column in columns:
         usable = effects[column]
         if len(usable) >= min_windows:
-            values[column] = _threshold(np.asarray(usable, dtype=float), rule, quantile, tail_sd)
+            learned = _threshold(np.asarray(usable, dtype=float), rule, quantile, tail_sd)
+            floor = floors[metrics[column]]
+            if learned < floor:
+                notes.append(f"{column}: learned {learned:.3g} < negligible effect {floor:g}: floor used")
+            values[column] = max(learned, floor)
         else:
             notes.append(f"{column}: only {len(usable)} usable windows (< {min_windows}): default threshold used")
     if current_size is not None and min(sizes) < current_size:
@@ -598,6 +612,15 @@ def compare(
     return results
 
 
+def broken_columns(results: Sequence[ColumnDrift]) -> list[str]:
+    """Columns with values in the reference and rows today, but no usable value today.
+
+    A feature that went 100% null or non-finite has no distribution to test (``effect_size`` is
+    None), so it is never "drifted"; it is a broken input of its own.
+    """
+    return [r.column for r in results if r.n_reference > 0 and r.n_current == 0 and r.null_share_current is not None]
+
+
 def _compare_numeric(ref: NumericReference, series: pl.Series | None) -> tuple[_Side, _Outcome]:
     if series is None:
         return _Side(0, 0, 0, 0), _Outcome(note="column missing from current batch")
@@ -606,6 +629,8 @@ def _compare_numeric(ref: NumericReference, series: pl.Series | None) -> tuple[_
     if ref.n_values == 0 or values.size == 0:
         return side, _Outcome(note=_insufficient(ref.n_values, values.size))
     ks_d, w1 = _ks_and_wasserstein(ref, values)
+    # W1 is an integral of |F - G| >= 0; on near-constant data the closed form cancels to a tiny negative.
+    w1 = max(w1, 0.0)
     psi = _psi(ref.psi_shares, _bin_shares(values, ref.psi_edges))
     metrics = {"wasserstein": w1, "wasserstein_norm": w1 / ref.scale, "psi": psi}
     p_value = _ks_pvalue(ks_d, ref.values, values)

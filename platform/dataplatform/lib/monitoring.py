@@ -78,7 +78,7 @@ def domain_classifier_drift(
     auc = cv_auc(y)
     rng = np.random.default_rng(seed)
     baseline = [cv_auc(rng.permutation(y)) for _ in range(permutations)]
-    threshold = max(max(baseline, default=0.5) + 0.02, normal_auc or 0.0)
+    threshold = min(max(max(baseline, default=0.5) + 0.02, normal_auc or 0.0), MAX_DOMAIN_THRESHOLD)
     univariate = []
     for i, name in enumerate(numeric):
         column = x[:, i]
@@ -87,6 +87,11 @@ def domain_classifier_drift(
             univariate.append((name, abs(float(roc_auc_score(y[finite], column[finite])) - 0.5)))
     top = sorted(univariate, key=lambda item: -item[1])[:5]
     return MultivariateDrift(auc, baseline, threshold, auc > threshold, top, n)
+
+
+NORMAL_AUC_QUANTILE = 0.75
+NORMAL_AUC_MARGIN = 0.02
+MAX_DOMAIN_THRESHOLD = 0.95  # an AUC this high separates days almost perfectly: always reportable
 
 
 def normal_domain_auc(
@@ -102,7 +107,11 @@ def normal_domain_auc(
     """How well a domain classifier tells one normal day of the reference from the other days.
 
     For the last `days` days of the reference, each day against the rest (never itself); the
-    largest AUC plus 0.02 is the multivariate threshold that history itself sets.
+    multivariate threshold that history itself sets is a high quantile of those AUCs (not the
+    maximum: one odd normal day must not blind the detector) plus a margin, capped below 1 so that
+    the detector can always fire. None with fewer than 3 days: a short history is not a baseline
+    (its 28-day features are still filling, so days differ by that alone), and the caller falls
+    back to the permutation baseline.
     """
     keys = reference[time_column].unique().sort().to_list()[-days:]
     if len(keys) < 3:
@@ -115,7 +124,7 @@ def normal_domain_auc(
             rows_per_side=rows_per_side, permutations=0, seed=seed + i,
         )  # fmt: skip
         aucs.append(result.auc)
-    return max(aucs) + 0.02
+    return min(float(np.quantile(aucs, NORMAL_AUC_QUANTILE)) + NORMAL_AUC_MARGIN, MAX_DOMAIN_THRESHOLD)
 
 
 def png_markdown(figure: plt.Figure, title: str) -> str:

@@ -2,6 +2,10 @@
 
 import datetime as dt
 
+import numpy as np
+import polars as pl
+
+from dataplatform.lib import drift as drift_lib
 from dataplatform.lib.retraining import (
     DriftDay,
     PerformanceDay,
@@ -91,3 +95,39 @@ def test_persistent_performance_loss_triggers_and_cooldown_holds_everything() ->
     assert decision.retrain and decision.rule == "performance_below_band_2_of_3"
     cooled = retrain_decision([drift(2)], perf, last_retrain=D, today=D + dt.timedelta(2), cooldown_days=3)
     assert not cooled.retrain and cooled.rule == "cooldown"
+
+
+def test_the_report_verdict_is_the_rule_the_sensor_acts_on() -> None:
+    """Before, the report said "drift" for one feature or the domain classifier alone (32 of 68 stationary days)."""
+    assert drift(0, ["price"], multivariate=True).verdict == "stable"
+    assert drift(0, multivariate=True).verdict == "stable"
+    assert drift(0, ["price", "brand"]).verdict == "drift"
+    today = D + dt.timedelta(2)
+    for reports in (
+        [drift(i, ["price"], multivariate=True) for i in range(3)],
+        [drift(i, ["a", "b"]) for i in range(3)],
+    ):
+        decision = retrain_decision(reports, [], last_retrain=None, today=today)
+        assert decision.retrain == (sum(r.verdict == "drift" for r in reports) >= 2)
+
+
+def test_a_broken_input_alerts_and_never_retrains() -> None:
+    """A feature gone 100% null is never "drifted"; before, two drifted features beside it still retrained."""
+    broken = DriftDay(D + dt.timedelta(2), ["price", "brand"], {}, False, broken_features=["hour_of_day"])
+    assert broken.verdict == "broken_input"
+    reports = [drift(0, ["price", "brand"]), drift(1, ["price", "brand"]), broken]
+    decision = retrain_decision(reports, [], last_retrain=None, today=D + dt.timedelta(2))
+    assert not decision.retrain and decision.rule == "broken_input" and decision.features == ["hour_of_day"]
+
+
+def test_columns_with_no_usable_value_are_broken_not_drifted() -> None:
+    rng = np.random.default_rng(1)
+    reference = pl.DataFrame({"x": rng.normal(size=2000), "y": rng.normal(size=2000), "c": ["a", "b"] * 1000})
+    current = pl.DataFrame(
+        {"x": [None] * 300, "y": [float("inf")] * 300, "c": [None] * 300},
+        schema={"x": pl.Float64, "y": pl.Float64, "c": pl.String},
+    )
+    results = drift_lib.compare(reference, current)
+    assert not any(r.drifted for r in results)
+    assert drift_lib.broken_columns(results) == ["x", "y", "c"]
+    assert drift_lib.broken_columns(drift_lib.compare(reference, reference.head(300))) == []

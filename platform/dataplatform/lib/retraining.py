@@ -101,10 +101,24 @@ class DriftDay:
     drifted_features: list[str]
     scores: dict[str, float]  # effect size / threshold per feature
     multivariate_drift: bool
+    # Features with no usable value today (all null or non-finite): a broken input, not drift.
+    broken_features: list[str] = field(default_factory=list)
 
     @property
     def material(self) -> bool:
         return len(self.drifted_features) >= MIN_DRIFTED_FEATURES
+
+    @property
+    def verdict(self) -> str:
+        """The one rule the drift report shows and the retraining sensor acts on.
+
+        `broken_input`: alert, never retrain (a model trained on a broken feed learns the breakage);
+        `drift`: material (MIN_DRIFTED_FEATURES or more features beyond their thresholds);
+        `stable`: anything less, including one feature or the domain classifier alone.
+        """
+        if self.broken_features:
+            return "broken_input"
+        return "drift" if self.material else "stable"
 
 
 @dataclass(frozen=True)
@@ -145,13 +159,19 @@ def retrain_decision(
     """
     drift_sorted = sorted(drift_days, key=lambda d: d.day)
     latest = drift_sorted[-1].day if drift_sorted else None
+    if drift_sorted and drift_sorted[-1].verdict == "broken_input":
+        broken = drift_sorted[-1].broken_features
+        return RetrainDecision(
+            False, "broken_input", f"no usable values in {', '.join(broken)} on {latest}: alert, do not retrain",
+            broken, {}, latest,
+        )  # fmt: skip
     if last_retrain is not None and (today - last_retrain).days < cooldown_days:
         return RetrainDecision(
             False, "cooldown", f"last retrain {last_retrain}, cooldown {cooldown_days} days", [], {}, latest
         )
     m, n = m_of_n
     recent = drift_sorted[-n:]
-    drifted = [d for d in recent if d.material]
+    drifted = [d for d in recent if d.verdict == "drift"]
     if len(drifted) >= m:
         features = sorted({f for d in drifted for f in d.drifted_features})
         scores: dict[str, float] = {}

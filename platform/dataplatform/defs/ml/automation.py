@@ -55,6 +55,7 @@ def _drift_days(instance: dg.DagsterInstance) -> list[DriftDay]:
                 drifted_features=list(_metadata_value(metadata, "drifted_features", [])),
                 scores=dict(_metadata_value(metadata, "scores", {})),
                 multivariate_drift=bool(_metadata_value(metadata, "multivariate_drift", False)),
+                broken_features=list(_metadata_value(metadata, "broken_features", [])),
             ),
         )
     return list(days.values())

@@ -23,6 +23,7 @@ from dataplatform.lib.monitoring import (
 )
 from dataplatform.lib.quality import BandStatus, drift_table, learned_band, markdown_table
 from dataplatform.lib.registry import ModelCard
+from dataplatform.lib.retraining import DriftDay
 from dataplatform.lib.training import estimate_performance, evaluate
 
 DRIFT_REPORT = dg.AssetKey(["monitoring", "drift_report"])
@@ -106,7 +107,11 @@ def _no_champion(check: str) -> dg.MaterializeResult:
             "no_material_drift",
             asset=DRIFT_REPORT,
             partitions_def=daily_partitions,
-            description="No feature beyond its learned threshold and no multivariate drift (WARN).",
+            description=(
+                "The day's drift verdict, the rule the retraining sensor acts on (lib/retraining DriftDay.verdict):"
+                " WARN on material drift (two or more features beyond their learned thresholds), ERROR on a"
+                " broken input (a feature with no usable value: alert, no retrain)."
+            ),
         )
     ],
 )
@@ -157,11 +162,13 @@ def drift_report(
         ).pl()
     top = sorted(scores, key=lambda c: -scores[c])[:6]
     charted = [c for c in (drifted or top) if c in features.NUMERIC_FEATURES][:4]
-    material = bool(drifted) or multivariate.drifted
+    broken = drift.broken_columns(results)
+    verdict = DriftDay(day, drifted, scores, multivariate.drifted, broken).verdict
     return dg.MaterializeResult(
         metadata={
-            "decision": "drift" if material else "stable",
+            "decision": verdict,
             "features_drifted": len(drifted),
+            "broken_features": dg.MetadataValue.json(broken),
             "drifted_features": dg.MetadataValue.json(drifted),
             "multivariate_drift": multivariate.drifted,
             "domain_auc": dg.MetadataValue.float(multivariate.auc),
@@ -181,10 +188,12 @@ def drift_report(
         check_results=[
             dg.AssetCheckResult(
                 check_name="no_material_drift",
-                passed=not material,
-                severity=dg.AssetCheckSeverity.WARN,
+                passed=verdict == "stable",
+                severity=dg.AssetCheckSeverity.ERROR if verdict == "broken_input" else dg.AssetCheckSeverity.WARN,
                 metadata={
+                    "decision": verdict,
                     "drifted_features": ", ".join(drifted) or "none",
+                    "broken_features": ", ".join(broken) or "none",
                     "domain_auc": float(multivariate.auc),
                     "table": dg.MetadataValue.md(
                         markdown_table(

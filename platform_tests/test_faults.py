@@ -307,8 +307,13 @@ def test_daemon_killed_while_files_stream_in_loses_and_doubles_nothing(tmp_path:
     log_path = tmp_path / "daemon.log"
     started = time.monotonic()
 
-    def drop(keys: list[str], gap: float) -> None:
-        for key in keys:
+    killed = threading.Event()
+
+    def drop(keys: list[str], gap: float, hold_last_until: threading.Event | None = None) -> None:
+        for n, key in enumerate(keys):
+            if hold_last_until is not None and n == len(keys) - 1:
+                # However fast the rest went (a busy machine), the stream is still open at the kill.
+                hold_last_until.wait(timeout=600)
             write_landing(landing, key, daemon_file(names.index(key)))
             time.sleep(gap)
 
@@ -330,12 +335,13 @@ def test_daemon_killed_while_files_stream_in_loses_and_doubles_nothing(tmp_path:
             wait_until("the first files to be ingested", first_done, 120, daemon)
             # The rest streams in, through the kill and the restart. The kill comes at a random moment while the
             # next ingestion step holds the writer slot: its run worker dies with the daemon, mid-write.
-            dropper = threading.Thread(target=drop, args=(names[FIRST_WAVE:], STREAM_GAP_SECONDS), daemon=True)
+            dropper = threading.Thread(target=drop, args=(names[FIRST_WAVE:], STREAM_GAP_SECONDS, killed), daemon=True)
             dropper.start()
             wait_until("an ingestion step to take the writer slot", writer_slot_holders, 120, daemon, interval=0.05)
             time.sleep(rng.uniform(0.0, 0.6))
             streaming = dropper.is_alive()
             kill_process_group(daemon)
+            killed.set()
             killed_at = time.monotonic() - started
             assert streaming, "the kill should come while files stream in"
             # What the kill left behind (nothing changes it until the restart).
@@ -356,6 +362,7 @@ def test_daemon_killed_while_files_stream_in_loses_and_doubles_nothing(tmp_path:
             print("--- daemon log tail:\n" + "\n".join(log_path.read_text(errors="replace").splitlines()[-60:]))
             raise
         finally:
+            killed.set()  # release the dropper if the test failed before the kill
             stop_process_group(daemon)
         runs = instance.get_runs()
 

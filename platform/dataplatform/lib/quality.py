@@ -85,6 +85,43 @@ def learned_band(
     )
 
 
+# A weekday's own level needs this many past days of that weekday (two weeks of history).
+MIN_DAYS_PER_WEEKDAY = 2
+
+
+def weekday_factors(days: Sequence[dt.date], values: Sequence[float]) -> dict[int, float]:
+    """Each weekday's typical level relative to all days (median of the weekday / median of all).
+
+    Interaction volume has a weekly cycle (weekends 15% busier, say); a band learned on raw daily
+    volume flags every weekend. Dividing by the weekday's factor leaves the variation a band should
+    judge. A weekday with fewer than MIN_DAYS_PER_WEEKDAY past days, or no positive level, keeps 1.
+    """
+    frame = pl.DataFrame({"day": list(days), "value": list(values)}, schema={"day": pl.Date, "value": pl.Float64})
+    overall = frame["value"].median()
+    if frame.height == 0 or overall is None or not overall > 0:
+        return {}
+    per_day = (
+        frame.group_by(pl.col("day").dt.weekday().alias("weekday"))
+        .agg(pl.col("value").median().alias("median"), pl.len().alias("days"))
+        .filter((pl.col("days") >= MIN_DAYS_PER_WEEKDAY) & (pl.col("median") > 0))
+    )
+    return {int(w): float(m) / float(overall) for w, m in zip(per_day["weekday"], per_day["median"], strict=True)}
+
+
+def weekday_adjusted_band(
+    days: Sequence[dt.date], values: Sequence[float], day: dt.date, *, min_relative_width: float
+) -> tuple[Band | None, float]:
+    """(band for `day`'s weekday-adjusted value, `day`'s weekday factor): judge value / factor against it.
+
+    The band's width never falls below `min_relative_width` of the adjusted median.
+    """
+    factors = weekday_factors(days, values)
+    adjusted = [v / factors.get(d.isoweekday(), 1.0) for d, v in zip(days, values, strict=True)]
+    median = float(np.median(adjusted)) if adjusted else 0.0
+    band = learned_band(adjusted, min_width=min_relative_width * median, floor=0.0)
+    return band, factors.get(day.isoweekday(), 1.0)
+
+
 @dataclass(frozen=True)
 class ContractReport:
     rows: int

@@ -26,6 +26,7 @@ from dataplatform.lib.quality import (
     learned_band,
     markdown_table,
     quarantine_failures,
+    weekday_adjusted_band,
 )
 
 WAREHOUSE_EVENTS = dg.AssetKey(["warehouse", "events"])
@@ -97,20 +98,22 @@ def _band_check(name: str, value: float, history: list[float], **band_args: Any)
     )
 
 
-def _volume_check(profile: dict[str, Any], history: pl.DataFrame) -> dg.AssetCheckResult:
+def _volume_check(profile: dict[str, Any], history: pl.DataFrame, day: dt.date) -> dg.AssetCheckResult:
+    """Each volume against a band learned on weekday-adjusted history (the band shown in today's units)."""
     measures = [c for c in profile if c.startswith("events")]
     rows = []
     for measure in measures:
         past = history[measure].cast(pl.Float64).to_list() if history.height else []
-        median = sorted(past)[len(past) // 2] if past else 0.0
-        band = learned_band(past, min_width=VOLUME_MIN_RELATIVE_SPREAD * median, floor=0.0)
-        status = band.status(profile[measure]) if band else BandStatus.NO_HISTORY
+        days = history["event_date"].to_list() if history.height else []
+        band, today = weekday_adjusted_band(days, past, day, min_relative_width=VOLUME_MIN_RELATIVE_SPREAD)
+        status = band.status(profile[measure] / today) if band else BandStatus.NO_HISTORY
         rows.append(
             {
                 "measure": measure,
                 "value": profile[measure],
-                "low": band.low if band else None,
-                "high": band.high if band else None,
+                "low": band.low * today if band else None,
+                "high": band.high * today if band else None,
+                "weekday_factor": today,
                 "status": status.value,
             }
         )
@@ -215,7 +218,7 @@ def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
             min_width=QUARANTINE_RATE_MIN_SPREAD,
             floor=0.0,
         ),
-        _volume_check(profile, history),
+        _volume_check(profile, history, day),
     ]
     context.log.info(f"{day}: {profile}")
     return dg.MaterializeResult(

@@ -92,8 +92,8 @@ def write_replay(plan: ReplayPlan, landing_dir: Path, lake: Lake) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reason", action="append", help="reason code to replay (repeatable); default: all")
-    parser.add_argument("--since", type=dt.date.fromisoformat, help="first event date (YYYY-MM-DD)")
-    parser.add_argument("--until", type=dt.date.fromisoformat, help="last event date (YYYY-MM-DD)")
+    parser.add_argument("--since", type=dt.date.fromisoformat, help="first day counted on (arrival or partition)")
+    parser.add_argument("--until", type=dt.date.fromisoformat, help="last day counted on (YYYY-MM-DD)")
     parser.add_argument("--batch", action="append", help="only these batch ids (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="show what would be replayed, write nothing")
     args = parser.parse_args(argv)

@@ -112,18 +112,32 @@ def test_property_ks_d_and_w1_equal_scipy(a: list[float], b: list[float], block:
 
 
 def test_chi2_js_cramers_v_match_scipy() -> None:
-    ref = ["a"] * 50 + ["b"] * 30 + ["c"] * 20
-    cur = ["a"] * 20 + ["b"] * 35 + ["c"] * 5 + ["d"] * 10  # "d" unseen: goes to the pooled bucket
+    ref = ["a"] * 500 + ["b"] * 300 + ["c"] * 200
+    cur = ["a"] * 200 + ["b"] * 350 + ["c"] * 50 + ["d"] * 100  # "d" unseen: its own cell, enough rows
     result = compare_one(pl.DataFrame({"c": ref}), pl.DataFrame({"c": cur}))
-    table = np.array([[50, 30, 20, 0], [20, 35, 5, 10]])
+    table = np.array([[500, 300, 200, 0], [200, 350, 50, 100]])
     expected = stats.chi2_contingency(table, correction=False)
     assert result.method == "chi2_contingency"
     assert result.statistic == pytest.approx(expected.statistic, rel=1e-12)
-    assert result.p_value == pytest.approx(expected.pvalue, rel=1e-9)
+    # Two tests ran (the mix, and vanished categories, of which there are none): Bonferroni.
+    assert result.p_value == pytest.approx(min(1.0, 2 * expected.pvalue), rel=1e-9)
+    assert result.vanished_categories == 0.0
     p, q = table[0] / table[0].sum(), table[1] / table[1].sum()
     assert result.js_distance == pytest.approx(jensenshannon(p, q, base=2), rel=1e-9)
+    assert result.effect_size == result.js_distance
     assert result.cramers_v == pytest.approx(math.sqrt(expected.statistic / table.sum()), rel=1e-12)
     json.dumps(result.to_dict())  # storable as is
+
+
+def test_cells_too_small_to_test_are_pooled_and_the_pool_is_kept_testable() -> None:
+    ref = ["a"] * 50 + ["b"] * 30 + ["c"] * 20
+    cur = ["a"] * 20 + ["b"] * 35 + ["c"] * 5 + ["d"] * 10
+    result = compare_one(pl.DataFrame({"c": ref}), pl.DataFrame({"c": cur}))
+    # "d" expects 10 * 100 / 170 = 5.9 reference rows but only 4.1 current ones: pooled. A pool of
+    # 4.1 is itself too small, so it absorbs the smallest kept category, "c".
+    expected = stats.chi2_contingency(np.array([[50, 30, 20], [20, 35, 15]]), correction=False)
+    assert result.statistic == pytest.approx(expected.statistic, rel=1e-12)
+    assert "2 categories pooled" in result.reason
 
 
 def test_categories_absent_on_both_sides_are_dropped_from_the_table() -> None:
@@ -131,7 +145,7 @@ def test_categories_absent_on_both_sides_are_dropped_from_the_table() -> None:
     result = compare_one(pl.DataFrame({"c": ["a", "b"] * 50}), pl.DataFrame({"c": ["a"] * 70 + ["b"] * 30}))
     expected = stats.chi2_contingency(np.array([[50, 50], [70, 30]]), correction=False)
     assert result.statistic == pytest.approx(expected.statistic)
-    assert result.p_value == pytest.approx(expected.pvalue)
+    assert result.p_value == pytest.approx(2 * expected.pvalue)  # Bonferroni with the vanished test
 
 
 def test_psi_is_near_zero_without_change_and_grows_with_shift() -> None:
@@ -181,7 +195,7 @@ def test_categorical_mix_change_drifts_and_high_cardinality_column_does_not() ->
     assert results["channel"].drifted
     assert not results["sku"].drifted
     assert results["sku"].js_distance is not None and results["sku"].js_distance < 0.05
-    assert "rare categories pooled" in summarize_reference(reference).columns["sku"].method_reason
+    assert "categories pooled into '__other__'" in results["sku"].reason
 
 
 def test_unseen_categories_are_reported() -> None:
@@ -194,9 +208,8 @@ def test_unseen_categories_are_reported() -> None:
 
 def test_unseen_is_not_confused_with_pooled_rare_categories() -> None:
     reference = pl.DataFrame({"c": ["a"] * 900 + [f"rare_{i}" for i in range(100)]})
-    summary = summarize_reference(reference, max_categories=1)
-    assert summary.columns["c"].categories == ("a",)  # type: ignore[union-attr]
-    result = compare_one(summary, pl.DataFrame({"c": ["a"] * 90 + ["rare_1"] * 5 + ["never"] * 5}))
+    result = compare_one(reference, pl.DataFrame({"c": ["a"] * 90 + ["rare_1"] * 5 + ["never"] * 5}))
+    # rare_1 and never are both too small for their own cell, but only "never" is unseen.
     assert result.unseen_categories == pytest.approx(0.05)
 
 
@@ -414,3 +427,46 @@ def test_the_domain_threshold_is_a_robust_quantile_capped_below_one() -> None:
     assert quiet is not None and quiet < 0.7
     assert normal_domain_auc(_days(2, rows, {"x": rng.normal(size=2 * rows)}), time_column="event_date",
                              numeric=["x"]) is None  # fmt: skip
+
+
+def _ids(rng: np.random.Generator, levels: int, size: int) -> pl.DataFrame:
+    return pl.DataFrame({"c": np.char.add("id_", rng.choice(levels, size=size).astype(str))})
+
+
+@pytest.mark.parametrize("levels", [10, 1_000, 10_000])
+def test_chi_square_p_values_are_calibrated_at_any_cardinality(levels: int) -> None:
+    # Two samples of one distribution: p < 0.01 about 1% of the time (Bonferroni makes it at most).
+    # Choosing cells from the reference's own counts gave p of 1e-18 at 10,000 ids.
+    rng, size = np.random.default_rng(levels), max(4_000, 5 * levels)  # enough rows for most ids to be testable
+    p_values = np.array([compare_one(_ids(rng, levels, size), _ids(rng, levels, size)).p_value for _ in range(200)])
+    assert (p_values < 0.01).mean() <= 0.015
+    assert (p_values < 0.2).mean() >= 0.05  # not a test that never rejects
+
+
+@pytest.mark.parametrize("size", [1, 3, 10, 30, 100, 1_000])
+def test_small_batches_from_the_reference_distribution_raise_at_most_one_percent_false_alarms(size: int) -> None:
+    shares = np.array([0.3, 0.2, 0.15, 0.1, 0.08, 0.07, 0.05, 0.03, 0.015, 0.005])
+    labels = np.array([f"k{i}" for i in range(shares.size)])
+    rng = np.random.default_rng(size)
+    reference = summarize_reference(pl.DataFrame({"c": rng.choice(labels, 50_000, p=shares)}))
+    batches = [pl.DataFrame({"c": rng.choice(labels, size, p=shares)}) for _ in range(200)]
+    alarms = sum(compare_one(reference, batch).drifted for batch in batches)
+    assert alarms <= 2  # 1% of 200
+    one_row = compare_one(reference, pl.DataFrame({"c": ["k3"]}))  # a 10% category: once gave p = 0.003
+    assert one_row.p_value == 1.0 and not one_row.drifted
+    assert "not tested" in one_row.reason
+
+
+@pytest.mark.parametrize("levels", [200, 2_000])
+def test_half_of_the_categories_vanishing_is_a_large_effect_and_drifts(levels: int) -> None:
+    rng = np.random.default_rng(7)
+    labels = np.array([f"v{i}" for i in range(levels)])
+    reference = pl.DataFrame({"c": rng.choice(labels, 40 * levels)})
+    result = compare_one(reference, pl.DataFrame({"c": rng.choice(labels[: levels // 2], 10 * levels)}))
+    # Pooling merges the vanished half with the survivors (cell JS 0.07 at 2,000 levels); the effect
+    # is the JS distance the vanished share implies: about 0.56 for half.
+    assert result.vanished_categories == pytest.approx(0.5, abs=0.02)
+    assert result.effect_size == pytest.approx(0.56, abs=0.02)
+    assert result.drifted and "absent" in result.reason
+    same = compare_one(reference, pl.DataFrame({"c": rng.choice(labels, 10 * levels)}))
+    assert not same.drifted and same.effect_size is not None and same.effect_size < 0.1

@@ -46,7 +46,7 @@ from typing import Any, ClassVar, Final, Literal
 
 import numpy as np
 import polars as pl
-from scipy import stats
+from scipy import special, stats
 
 OTHER_CATEGORY: Final = "__other__"
 NUMERIC_METRIC: Final = "wasserstein_norm"
@@ -105,11 +105,12 @@ class NumericReference:
 
 @dataclass(frozen=True, eq=False)
 class CategoricalReference:
-    """Category counts of the reference, with rare categories pooled.
+    """Every category of the reference with its count (``value``, ``n``; most frequent first).
 
-    ``counts`` has one entry per kept category plus a last entry for ``__other__`` (the
-    pooled rare categories; in a current batch also every unseen category). ``seen`` lists
-    every distinct reference value, so unseen categories can be told apart from rare ones.
+    The cells of the chi-square table are chosen at comparison time from the POOLED counts of
+    reference and current (see :func:`compare`): choosing them from the reference's own counts
+    keeps exactly the categories whose reference counts came out high by chance, and biases
+    the test (p-values of 1e-20 for two samples of one distribution over 10,000 ids).
     """
 
     kind: ClassVar[ColumnKind] = "categorical"
@@ -120,16 +121,15 @@ class CategoricalReference:
     method_reason: str
     n_rows: int
     n_null: int
-    categories: tuple[str, ...]
-    counts: np.ndarray
-    n_pooled_categories: int
-    seen: pl.Series
+    counts: pl.DataFrame
+    max_categories: int
+    min_expected: float
 
     n_nonfinite: ClassVar[int] = 0
 
     @property
     def n_values(self) -> int:
-        return int(self.counts.sum())
+        return int(self.counts["n"].sum())
 
 
 ColumnReference = NumericReference | CategoricalReference
@@ -149,7 +149,7 @@ def summarize_reference(
     columns: Sequence[str] | None = None,
     *,
     max_categories: int = 50,
-    min_category_share: float = 1e-4,
+    min_expected: float = 5.0,
     max_numeric_values: int | None = None,
 ) -> ReferenceSummary:
     """Summarize ``frame`` once so that later batches can be compared cheaply.
@@ -159,10 +159,11 @@ def summarize_reference(
         columns: columns to summarize. ``None`` means every numeric, string, categorical,
             enum and boolean column; temporal columns are only summarized when named
             (a timestamp column always "drifts"), as numbers (their physical value).
-        max_categories: categorical columns keep at most this many most frequent categories;
-            the rest are pooled into ``"__other__"``.
-        min_category_share: categories rarer than this share are pooled too (their chi-square
-            cells would have tiny expected counts).
+        max_categories: a categorical comparison tests at most this many categories (the most
+            frequent in reference and current together); the rest are pooled into ``"__other__"``.
+        min_expected: a category is tested on its own only when its expected count is at least
+            this in both samples (Cochran's rule: below it the chi-square approximation breaks,
+            and one row of a 10% category in a batch of one reads as p = 0.003).
         max_numeric_values: if set, numeric columns keep this many evenly spaced order
             statistics instead of every value (bounded memory; the p-value then treats the
             subset as the sample, which is conservative).
@@ -187,7 +188,7 @@ def summarize_reference(
         elif kind == "numeric":
             summaries[name] = _summarize_numeric(frame[name], why, max_numeric_values)
         else:
-            summaries[name] = _summarize_categorical(frame[name], why, max_categories, min_category_share)
+            summaries[name] = _summarize_categorical(frame[name], why, max_categories, min_expected)
     return ReferenceSummary(MappingProxyType(summaries), frame.height, MappingProxyType(skipped))
 
 
@@ -283,24 +284,18 @@ def _bin_shares(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return counts / max(sorted_values.size, 1)
 
 
-def _summarize_categorical(series: pl.Series, why: str, max_categories: int, min_share: float) -> CategoricalReference:
-    counts = _value_counts(series).sort(["n", "value"], descending=[True, False])
-    n = counts["n"].to_numpy().astype(np.int64)
-    total = int(n.sum())
-    keep = (np.arange(n.size) < max_categories) & (n >= min_share * total)
-    pooled = int((~keep).sum())
-    if pooled:
-        why += f"; {pooled} rare categories pooled into {OTHER_CATEGORY!r}"
+def _summarize_categorical(
+    series: pl.Series, why: str, max_categories: int, min_expected: float
+) -> CategoricalReference:
     return CategoricalReference(
         column=series.name,
         dtype=series.dtype,
         method_reason=why,
         n_rows=series.len(),
         n_null=series.null_count(),
-        categories=tuple(counts["value"].filter(pl.Series(keep)).to_list()),
-        counts=np.append(n[keep], n[~keep].sum()),
-        n_pooled_categories=pooled,
-        seen=counts["value"],
+        counts=_value_counts(series).sort(["n", "value"], descending=[True, False]),
+        max_categories=max_categories,
+        min_expected=min_expected,
     )
 
 
@@ -524,7 +519,9 @@ class ColumnDrift:
 
     ``n_reference`` / ``n_current`` count the values the distribution test used (non-null,
     and finite for numeric columns); shares are of all rows. ``unseen_categories`` is the
-    share of current non-null values whose category never occurs in the reference.
+    share of current non-null values whose category never occurs in the reference;
+    ``vanished_categories`` the reference share of categories that should have appeared in
+    the current batch (expected at least ``min_expected`` times) and did not.
     ``null_share_shift`` is current minus reference.
     """
 
@@ -549,6 +546,7 @@ class ColumnDrift:
     nonfinite_share_reference: float | None = None
     nonfinite_share_current: float | None = None
     unseen_categories: float | None = None
+    vanished_categories: float | None = None
     wasserstein: float | None = None
     wasserstein_norm: float | None = None
     psi: float | None = None
@@ -638,48 +636,138 @@ def _compare_numeric(ref: NumericReference, series: pl.Series | None) -> tuple[_
 
 
 def _compare_categorical(ref: CategoricalReference, series: pl.Series | None) -> tuple[_Side, _Outcome]:
+    """Chi-square on the categories both samples can test, plus the test for vanished categories.
+
+    Both tests condition on the pooled (reference + current) count of each category, so
+    under "one distribution" they hold whatever the cardinality; the reported ``p_value`` is
+    the smaller of the two, Bonferroni-corrected.
+    """
     if series is None:
         return _Side(0, 0, 0, 0), _Outcome(note="column missing from current batch")
-    counts, unseen = _current_category_counts(ref, series)
-    n_current = int(counts.sum())
+    ref_counts, cur_counts = _joined_counts(ref, series)
+    n_current = int(cur_counts.sum())
     side = _Side(series.len(), series.null_count(), 0, n_current)
-    unseen_share = unseen / n_current if n_current else None
+    unseen_share = float(cur_counts[ref_counts == 0].sum()) / n_current if n_current else None
     if ref.n_values == 0 or n_current == 0:
         return side, _Outcome(note=_insufficient(ref.n_values, n_current), metrics={"unseen": unseen_share})
-    # Two-sample contingency table over the pooled categories; a category absent on both sides
-    # (only possible for the pooled bucket) would give a zero expected count, so drop it.
-    table = np.vstack([ref.counts, counts])
-    table = table[:, table.sum(axis=0) > 0]
+    table, pooled = _table_cells(ref_counts, cur_counts, ref.max_categories, ref.min_expected)
+    notes = [f"{pooled} categories pooled into {OTHER_CATEGORY!r}"] if pooled else []
     if table.shape[1] < 2:
-        statistic, p_value = 0.0, 1.0  # one category on both sides: the distributions are equal
+        statistic, p_chi2 = 0.0, 1.0
+        notes.append(f"category mix not tested: no two categories reach an expected count of {ref.min_expected:g}")
     else:
         # No Yates correction: it only applies to 2×2 tables and would make Cramér's V inconsistent.
         test = stats.chi2_contingency(table, correction=False)
-        statistic, p_value = float(test.statistic), float(test.pvalue)
+        statistic, p_chi2 = float(test.statistic), float(test.pvalue)
     ref_share, cur_share = table[0] / table[0].sum(), table[1] / table[1].sum()
     js = _js_distance(ref_share, cur_share)
+    vanished = _vanished_categories(ref_counts, cur_counts, ref.min_expected)
+    if vanished.categories:
+        notes.append(
+            f"{vanished.observed} of {vanished.categories} categories expected at least {ref.min_expected:g} times "
+            f"are absent ({vanished.expected:.2g} by chance, p={vanished.p_value:.3g})"
+        )
+    p_value = min(1.0, (2 if vanished.categories else 1) * min(p_chi2, vanished.p_value))
     metrics = {
         "js_distance": js,
         "cramers_v": float(np.sqrt(statistic / table.sum())),  # 2×k table: min(r, c) - 1 = 1
         "psi": _psi(ref_share, cur_share),
         "unseen": unseen_share,
+        "vanished": vanished.share,
     }
-    return side, _Outcome(statistic, p_value, js, metrics)
+    # Pooling can hide a vanished half of the categories inside one cell; the effect never reads
+    # below the JS distance that the excess vanished share alone implies.
+    effect = max(js, _js_of_vanished(vanished.excess_share))
+    return side, _Outcome(statistic, p_value, effect, metrics, "; ".join(notes))
 
 
-def _current_category_counts(ref: CategoricalReference, series: pl.Series) -> tuple[np.ndarray, int]:
-    """Current counts aligned with ``ref.counts`` (unknown categories go to the pooled slot)."""
-    counts = _value_counts(series)
-    slots = pl.DataFrame(
-        {"value": list(ref.categories), "slot": np.arange(len(ref.categories), dtype=np.int64)},
-        schema={"value": pl.String, "slot": pl.Int64},
+def _joined_counts(ref: CategoricalReference, series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Reference and current counts per category (union of both), most frequent pooled first."""
+    joined = (
+        ref.counts.join(_value_counts(series).rename({"n": "n_current"}), on="value", how="full", coalesce=True)
+        .with_columns(pl.col("n", "n_current").fill_null(0))
+        .with_columns((pl.col("n") + pl.col("n_current")).alias("pooled"))
+        .sort(["pooled", "value"], descending=[True, False])
     )
-    joined = counts.join(slots, on="value", how="left").with_columns(pl.col("slot").fill_null(len(slots)))
-    aligned = np.bincount(joined["slot"].to_numpy(), weights=joined["n"].to_numpy(), minlength=len(slots) + 1).astype(
-        np.int64
+    return joined["n"].to_numpy(), joined["n_current"].to_numpy()
+
+
+def _table_cells(
+    ref_counts: np.ndarray, cur_counts: np.ndarray, max_categories: int, min_expected: float
+) -> tuple[np.ndarray, int]:
+    """The 2×k table: categories whose expected count reaches ``min_expected`` in both samples,
+    at most ``max_categories`` (counts sorted by pooled count, descending), and a pooled
+    ``__other__`` cell. An ``__other__`` cell too small to test absorbs the smallest kept
+    category. Returns the table and the number of categories pooled."""
+    pooled = ref_counts + cur_counts
+    scale = min(ref_counts.sum(), cur_counts.sum()) / pooled.sum()
+    kept = min(int(np.count_nonzero(pooled * scale >= min_expected)), max_categories)
+    rest = pooled[kept:].sum()
+    if kept and 0 < rest * scale < min_expected:
+        kept -= 1
+    table = np.vstack(
+        [
+            np.append(ref_counts[:kept], ref_counts[kept:].sum()),
+            np.append(cur_counts[:kept], cur_counts[kept:].sum()),
+        ]
     )
-    unseen = counts.join(ref.seen.to_frame("value"), on="value", how="anti")["n"].sum()
-    return aligned, int(unseen)
+    return table[:, table.sum(axis=0) > 0], int(pooled.size - kept)
+
+
+@dataclass(frozen=True)
+class _Vanished:
+    categories: int = 0  # categories tested: expected at least min_expected times in the current batch
+    observed: int = 0  # of those, absent from the current batch
+    expected: float = 0.0  # absent by chance, given each category's pooled count
+    p_value: float = 1.0
+    share: float | None = None  # reference share of the absent tested categories
+    excess_share: float = 0.0  # that share minus its chance expectation, >= 0
+
+
+def _vanished_categories(ref_counts: np.ndarray, cur_counts: np.ndarray, min_expected: float) -> _Vanished:
+    """Test for categories that should have appeared in the current batch and did not.
+
+    Only categories whose pooled count c puts at least ``min_expected`` of them into the
+    current sample are tested. Given c, the chance that none falls into the current sample
+    is hypergeometric, P = C(N - c, n_cur) / C(N, n_cur): under one distribution the number
+    absent is a sum of rare Bernoulli events, so approximately Poisson with mean sum(P)
+    (conservative, as the events are negatively correlated).
+    """
+    n_ref, n_cur = int(ref_counts.sum()), int(cur_counts.sum())
+    total = n_ref + n_cur
+    pooled = ref_counts + cur_counts
+    tested = pooled * n_cur / total >= min_expected
+    if not tested.any():
+        return _Vanished(share=0.0)
+    c = pooled[tested].astype(float)
+    log_p_absent = np.where(
+        c <= n_ref,
+        special.gammaln(total - c + 1)
+        - special.gammaln(total + 1)
+        + special.gammaln(n_ref + 1)
+        - special.gammaln(n_ref - c + 1),
+        -np.inf,
+    )
+    p_absent = np.exp(log_p_absent)
+    absent = cur_counts[tested] == 0
+    observed = int(absent.sum())
+    expected = float(p_absent.sum())
+    share = float(ref_counts[tested][absent].sum()) / n_ref
+    excess = max(share - float((c * p_absent).sum()) / n_ref, 0.0)
+    p_value = float(stats.poisson.sf(observed - 1, expected)) if observed else 1.0
+    return _Vanished(int(tested.sum()), observed, expected, p_value, share, excess)
+
+
+def _js_of_vanished(v: float) -> float:
+    """JS distance (base 2) between a distribution and itself with a share ``v`` removed and the
+    rest renormalized; it depends on ``v`` alone (0 -> 0, 0.5 -> 0.56, 1 -> 1)."""
+    if v <= 0:
+        return 0.0
+    if v >= 1:
+        return 1.0
+    kept_part = (1 - v) * np.log(2 * (1 - v) / (2 - v)) + v * np.log(2)
+    renormalized_part = np.log(2 / (2 - v))
+    return float(np.sqrt(max((kept_part + renormalized_part) / (2 * np.log(2)), 0.0)))
 
 
 def _insufficient(n_reference: int, n_current: int) -> str:
@@ -848,6 +936,7 @@ def _verdict(
         nonfinite_share_reference=reference_side.share(ref.n_nonfinite) if numeric else None,
         nonfinite_share_current=side.share(side.nonfinite) if numeric else None,
         unseen_categories=metrics.get("unseen"),
+        vanished_categories=metrics.get("vanished"),
         wasserstein=metrics.get("wasserstein"),
         wasserstein_norm=metrics.get("wasserstein_norm"),
         psi=metrics.get("psi"),
@@ -872,6 +961,8 @@ def _reason(result: ColumnDrift, note: str, alpha: float, nonfinite: int, calibr
             parts = [f"not drifted: significant ({p_text}) but {effect} <= {limit}"]
         else:
             parts = [f"not drifted: {p_text} >= {alpha:g} ({effect})"]
+        if note:
+            parts.append(note)
         if calibrated_n and not 0.5 <= result.n_current / calibrated_n <= 2:
             parts.append(f"threshold calibrated for n={calibrated_n}, current n={result.n_current}")
     shares = (result.null_share_reference, result.null_share_current)

@@ -470,3 +470,25 @@ def test_half_of_the_categories_vanishing_is_a_large_effect_and_drifts(levels: i
     assert result.drifted and "absent" in result.reason
     same = compare_one(reference, pl.DataFrame({"c": rng.choice(labels, 10 * levels)}))
     assert not same.drifted and same.effect_size is not None and same.effect_size < 0.1
+
+
+def test_a_learned_threshold_reports_its_uncertainty_and_it_narrows_with_more_windows() -> None:
+    rng = np.random.default_rng(21)
+    widths = {}
+    for days in (6, 40):
+        thresholds = calibrate_thresholds(
+            daily_history(rng, days, 2_000), time_column="ts", columns=["x", "channel"], rule="lognormal_tail"
+        )
+        for column in ("x", "channel"):
+            low, high = thresholds.intervals[column]
+            assert low <= thresholds.values[column] <= high
+        low, high = thresholds.intervals["x"]
+        widths[days] = high / low
+        stored = json.loads(json.dumps(thresholds.to_dict()))
+        assert Thresholds.from_dict(stored) == thresholds
+    assert widths[40] < widths[6]
+    # Thresholds stored before intervals existed still load under their version.
+    legacy = Thresholds({"x": 0.1}, {"x": drift.NUMERIC_METRIC}, "m", 0.95, 5, 100, "1d", True)
+    stored = legacy.to_dict()
+    del stored["intervals"]
+    assert Thresholds.from_dict(stored).version == legacy.version

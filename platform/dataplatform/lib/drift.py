@@ -63,6 +63,7 @@ _SCIPY_EXACT_MAX_N: Final = 10_000  # ks_2samp(method="auto") uses its exact dis
 _NULL_SHIFT_NOTE: Final = 0.01  # null-share changes of at least 1 point are mentioned in `reason`
 _WINDOW_KEY: Final = "__drift_window__"
 _BLOCK: Final = 65_536  # current values per vectorized block in the KS/W1 kernel
+_BOOTSTRAP_RESAMPLES: Final = 200  # resamples of the windows for a threshold's interval
 
 ColumnKind = Literal["numeric", "categorical"]
 
@@ -328,11 +329,15 @@ class Thresholds:
     notes: tuple[str, ...] = ()
     defaults: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     version: str = ""
+    # column -> (low, high): a 90% bootstrap interval of the learned threshold over the windows.
+    intervals: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Freeze the mappings: thresholds are shared between runs and must not change under them.
         for name in ("values", "metrics", "defaults"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+        intervals = {column: (float(low), float(high)) for column, (low, high) in dict(self.intervals).items()}
+        object.__setattr__(self, "intervals", MappingProxyType(intervals))
         object.__setattr__(self, "notes", tuple(self.notes))
         expected = self._content_hash()
         if self.version and self.version != expected:
@@ -354,6 +359,7 @@ class Thresholds:
         """Plain JSON-compatible dict (see :meth:`from_dict`)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out.update(values=dict(self.values), metrics=dict(self.metrics), defaults=dict(self.defaults))
+        out["intervals"] = {column: list(bounds) for column, bounds in self.intervals.items()}
         out["notes"] = list(self.notes)
         return out
 
@@ -366,6 +372,8 @@ class Thresholds:
     def _content_hash(self) -> str:
         content = self.to_dict()
         content.pop("version")
+        if not content["intervals"]:
+            content.pop("intervals")  # thresholds stored before intervals existed keep their version
         text = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -416,6 +424,9 @@ def calibrate_thresholds(
     noise, which vanishes for a near-constant feature or a huge sample: without a floor, a
     threshold of 1e-12 flags a practically meaningless change. The floor is in ``notes``.
 
+    A threshold learned from a few windows is itself uncertain: ``intervals`` holds, per column,
+    the 5% and 95% quantiles of the rule re-applied to windows resampled with replacement.
+
     With fewer than ``min_windows`` windows (or usable windows for a column), the defaults
     are used and ``notes`` says so.
 
@@ -436,19 +447,26 @@ def calibrate_thresholds(
     if not sizes:
         note = f"no window has {reference_windows} windows before it: default thresholds used"
         return Thresholds.default(note, n_windows=keys.len(), window=window)
-    values: dict[str, float] = {}
-    notes: list[str] = []
     floors = {m: NEGLIGIBLE_EFFECT[m] if negligible_effect is None else negligible_effect for m in NEGLIGIBLE_EFFECT}
-    for column in columns:
-        usable = effects[column]
-        if len(usable) >= min_windows:
-            learned = _threshold(np.asarray(usable, dtype=float), rule, quantile, tail_sd)
-            floor = floors[metrics[column]]
-            if learned < floor:
-                notes.append(f"{column}: learned {learned:.3g} < negligible effect {floor:g}: floor used")
-            values[column] = max(learned, floor)
-        else:
-            notes.append(f"{column}: only {len(usable)} usable windows (< {min_windows}): default threshold used")
+    usable = {column: np.asarray(effects[column], dtype=float) for column in columns}
+    notes = [
+        f"{column}: only {len(usable[column])} usable windows (< {min_windows}): default threshold used"
+        for column in columns
+        if len(usable[column]) < min_windows
+    ]
+    learned = {column: usable[column] for column in columns if len(usable[column]) >= min_windows}
+    rng = np.random.default_rng(seed)
+    values: dict[str, float] = {}
+    intervals: dict[str, tuple[float, float]] = {}
+    for column, column_effects in learned.items():
+        floor = floors[metrics[column]]
+        threshold = _threshold(column_effects, rule, quantile, tail_sd)
+        if threshold < floor:
+            notes.append(f"{column}: learned {threshold:.3g} < negligible effect {floor:g}: floor used")
+        values[column] = max(threshold, floor)
+        resampled = rng.choice(column_effects, size=(_BOOTSTRAP_RESAMPLES, column_effects.size))
+        boot = np.maximum([_threshold(sample, rule, quantile, tail_sd) for sample in resampled], floor)
+        intervals[column] = (float(np.quantile(boot, 0.05)), float(np.quantile(boot, 0.95)))
     if current_size is not None and min(sizes) < current_size:
         notes.append(
             f"some windows have fewer rows than current_size={current_size} (smallest {min(sizes)}): "
@@ -467,6 +485,7 @@ def calibrate_thresholds(
         window=window,
         calibrated=True,
         notes=tuple(notes),
+        intervals=intervals,
     )
 
 

@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -150,12 +149,32 @@ def test_streaming_and_history_paths_produce_identical_rows(tmp_path: Path) -> N
 
 KILLABLE_INGEST = textwrap.dedent(
     """
-    import sys
+    import importlib, sys, time
     from pathlib import Path
     from dataplatform.lib.ingest import batch_id_for, ingest_batch
     from dataplatform.lib.lake import Lake
     from dataplatform.lib.landing import LocalLanding
     landing, lake, wh = map(Path, sys.argv[1:4])
+    if len(sys.argv) > 4:  # stop at the nth call of a function, before or after it: the parent kills us there
+        target, when, nth = sys.argv[4], sys.argv[5], int(sys.argv[6])
+        module_name, _, path = target.partition(":")
+        owner = importlib.import_module(module_name)
+        *parents, name = path.split(".")
+        for parent in parents:
+            owner = getattr(owner, parent)
+        original, calls = getattr(owner, name), []
+        def halt():
+            print("halted", flush=True)
+            time.sleep(3600)
+        def stop_here(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == nth and when == "before":
+                halt()
+            result = original(*args, **kwargs)
+            if len(calls) == nth and when == "after":
+                halt()
+            return result
+        setattr(owner, name, stop_here)
     store = LocalLanding(landing)
     files = store.list_files(1000)
     print("ready", flush=True)
@@ -166,40 +185,57 @@ KILLABLE_INGEST = textwrap.dedent(
 )
 
 
-def _start_ingest(landing: Path, root: Path) -> subprocess.Popen[str]:
+def _start_ingest(landing: Path, root: Path, *stop_at: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "platform")}
     script = [sys.executable, "-c", KILLABLE_INGEST, str(landing), str(root / "lake"), str(root / "wh.duckdb")]
-    proc = subprocess.Popen(script, env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*script, *stop_at], env=env, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
 
 
 @pytest.fixture(scope="module")
-def killable_batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, float]:
-    """Landing files, and the warehouse and duration of one uninterrupted run over them."""
+def killable_batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Landing files, and the warehouse of one uninterrupted run over them."""
     root = tmp_path_factory.mktemp("reference")
     for i in range(8):
         write_landing(root / "landing", f"f{i}.jsonl", jsonl_bytes([event(i * 5000 + j) for j in range(5000)]))
-    started = time.monotonic()
     proc = _start_ingest(root / "landing", root)
     assert proc.communicate()[0].strip() == "done"
-    return root / "landing", root / "wh.duckdb", time.monotonic() - started
+    return root / "landing", root / "wh.duckdb"
 
 
-@pytest.mark.parametrize("fraction", [0.1, 0.3, 0.5, 0.7, 0.9])
-def test_run_killed_mid_way_can_simply_be_run_again(
-    tmp_path: Path, killable_batch: tuple[Path, Path, float], fraction: float
+# Every phase of a batch, in order: (function, before or after its nth call). The kill lands exactly there.
+KILL_PHASES = {
+    "files read": ("dataplatform.lib.ingest:_read_files", "after", 1),
+    "records transformed": ("dataplatform.lib.ingest:transform", "after", 1),
+    "lake manifest named, no data file": ("dataplatform.lib.lake:BatchWriter._name", "after", 1),
+    "a lake temp file written, not renamed": ("os:replace", "before", 2),
+    "lake files written": ("dataplatform.lib.lake:BatchWriter.write", "after", 1),
+    "warehouse rows added, not committed": ("dataplatform.lib.warehouse:BatchTransaction.add", "after", 1),
+    "lake batch finished": ("dataplatform.lib.lake:BatchWriter.finish", "after", 1),
+    "warehouse committed, ledger empty": ("dataplatform.lib.warehouse:BatchTransaction.finish", "after", 1),
+    "ledger half written": ("dataplatform.lib.lake:Ledger.record", "after", 4),
+}
+
+
+@pytest.mark.parametrize("phase", list(KILL_PHASES))
+def test_run_killed_in_any_phase_can_simply_be_run_again(
+    tmp_path: Path, killable_batch: tuple[Path, Path], phase: str
 ) -> None:
-    landing, reference, duration = killable_batch
-    proc = _start_ingest(landing, tmp_path)
-    time.sleep(duration * fraction)  # kill points spread over the phases of one run
+    landing, reference = killable_batch
+    target, when, nth = KILL_PHASES[phase]
+    proc = _start_ingest(landing, tmp_path, target, when, str(nth))
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "halted", f"never reached: {phase}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # killed there, not finished before the kill
     lake = Lake.local(tmp_path / "lake")
     # Whatever the moment of the kill, readers never see a partial file under a final name.
     visible = [p for p in lake.storage.root.rglob("*.parquet") if not p.name.startswith(".")]
     for path in visible:
         pl.read_parquet(path)
+    if target == "os:replace":  # the kill did land between writing a file and publishing it
+        assert any(p.name.endswith(".tmp") for p in lake.storage.root.rglob(".*"))
 
     ingest_landing(landing, lake, tmp_path / "wh.duckdb")
     assert warehouse_snapshot(tmp_path / "wh.duckdb")["events"].equals(warehouse_snapshot(reference)["events"])

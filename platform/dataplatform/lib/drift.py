@@ -778,15 +778,10 @@ def _vanished_categories(ref_counts: np.ndarray, cur_counts: np.ndarray, min_exp
 
 
 def _js_of_vanished(v: float) -> float:
-    """JS distance (base 2) between a distribution and itself with a share ``v`` removed and the
-    rest renormalized; it depends on ``v`` alone (0 -> 0, 0.5 -> 0.56, 1 -> 1)."""
-    if v <= 0:
-        return 0.0
-    if v >= 1:
-        return 1.0
-    kept_part = (1 - v) * np.log(2 * (1 - v) / (2 - v)) + v * np.log(2)
-    renormalized_part = np.log(2 / (2 - v))
-    return float(np.sqrt(max((kept_part + renormalized_part) / (2 * np.log(2)), 0.0)))
+    """JS distance between a distribution and itself with a share ``v`` removed and the rest
+    renormalized. It depends on ``v`` alone (0 -> 0, 0.5 -> 0.56, 1 -> 1): it equals the distance
+    between (kept, removed) shares (1 - v, v) and (1, 0)."""
+    return _js_distance(np.array([1.0 - v, v]), np.array([1.0, 0.0]))
 
 
 def _insufficient(n_reference: int, n_current: int) -> str:

@@ -492,3 +492,46 @@ def test_a_learned_threshold_reports_its_uncertainty_and_it_narrows_with_more_wi
     stored = legacy.to_dict()
     del stored["intervals"]
     assert Thresholds.from_dict(stored).version == legacy.version
+
+
+def _identical_columns(rng: np.random.Generator, days: int, rows: int, shift_sd: float = 0.0) -> pl.DataFrame:
+    """Three numeric and three categorical columns of one distribution each, plus `varied`, whose
+    mean moves by N(0, shift_sd) from day to day."""
+    day = np.repeat(np.arange(days), rows)
+    n = days * rows
+    labels, shares = ["web", "ios", "android", "api"], [0.4, 0.3, 0.2, 0.1]
+    return pl.DataFrame(
+        {
+            "ts": pl.Series([DAY + dt.timedelta(days=d) for d in range(days)]).gather(day),
+            **{f"x{k}": rng.normal(size=n) for k in range(3)},
+            **{f"c{k}": rng.choice(labels, size=n, p=shares) for k in range(3)},
+            "varied": rng.normal(size=n) + rng.normal(0, shift_sd, days)[day],
+        }
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_identical_columns_get_thresholds_within_one_and_a_half_times_of_each_other(seed: int) -> None:
+    # Before pooling, 14 windows of 5,000 rows gave columns of one distribution thresholds up to 2.4x apart.
+    history = _identical_columns(np.random.default_rng(seed), days=14, rows=5_000)
+    columns = ["x0", "x1", "x2", "c0", "c1", "c2"]
+    thresholds = calibrate_thresholds(
+        history, time_column="ts", columns=columns, rule="lognormal_tail", negligible_effect=0.0
+    )
+    for group in (columns[:3], columns[3:]):
+        values = [thresholds.values[column] for column in group]
+        assert max(values) / min(values) <= 1.5, dict(zip(group, values, strict=True))
+    assert any("pooled" in note for note in thresholds.notes)
+
+
+def test_a_column_whose_days_really_vary_keeps_a_threshold_above_its_normal_days() -> None:
+    """Pooling must not lend a varying column the quiet columns' threshold (false alarms every day)."""
+    shift_sd = 0.15
+    history = _identical_columns(np.random.default_rng(8), days=14, rows=5_000, shift_sd=shift_sd)
+    alone = calibrate_thresholds(history, time_column="ts", columns=["x0"], rule="lognormal_tail").values["x0"]
+    columns = ["x0", "x1", "x2", "varied"]
+    pooled = calibrate_thresholds(history, time_column="ts", columns=columns, rule="lognormal_tail")
+    # A day's normalized Wasserstein effect is about |its shift|: above 2.24 sd of shifts on 2.5% of days.
+    assert pooled.values["varied"] >= 2.24 * shift_sd
+    assert pooled.values["varied"] > 3 * pooled.values["x0"]
+    assert pooled.values["x0"] <= 1.5 * alone

@@ -39,6 +39,7 @@ import dataclasses
 import hashlib
 import json
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -64,6 +65,9 @@ _NULL_SHIFT_NOTE: Final = 0.01  # null-share changes of at least 1 point are men
 _WINDOW_KEY: Final = "__drift_window__"
 _BLOCK: Final = 65_536  # current values per vectorized block in the KS/W1 kernel
 _BOOTSTRAP_RESAMPLES: Final = 200  # resamples of the windows for a threshold's interval
+_MIN_LOG_VARIANCE: Final = 1e-4  # a column whose windows all agree still has some uncertainty (1% in sd)
+_MAD_TO_SD: Final = 1.4826  # median absolute deviation of a normal, in standard deviations
+_TINY: Final = 1e-12  # effects of exactly 0 (a constant feature) on a log scale
 
 ColumnKind = Literal["numeric", "categorical"]
 
@@ -414,15 +418,18 @@ def calibrate_thresholds(
     predecessors are skipped.
 
     ``rule="lognormal_tail"``: the threshold is ``exp(median + tail_sd · 1.4826 · MAD)`` of the
-    log effect sizes. Effect sizes are positive and right-skewed, roughly log-normal; this
-    reaches past the largest normal windows seen (with ~20 windows a 95% quantile is a 1-in-20
-    false alarm per column and day by construction), and the median/MAD ignore the few
-    drifted windows a history may hold.
+    log effect sizes (the MAD pooled over the columns of a metric). Effect sizes are positive and
+    right-skewed, roughly log-normal; this reaches past the largest normal windows seen (with ~20
+    windows a 95% quantile is a 1-in-20 false alarm per column and day by construction), and the
+    median/MAD ignore the few drifted windows a history may hold.
 
     ``negligible_effect``: no threshold is learned below this effect size (default
     :data:`NEGLIGIBLE_EFFECT`, per metric). Leave-one-window-out effects measure only sampling
     noise, which vanishes for a near-constant feature or a huge sample: without a floor, a
     threshold of 1e-12 flags a practically meaningless change. The floor is in ``notes``.
+
+    Columns of one metric are smoothed toward each other as far as their differences are within
+    the noise of K windows (:func:`_pooled_thresholds`), so identical columns get one threshold.
 
     A threshold learned from a few windows is itself uncertain: ``intervals`` holds, per column,
     the 5% and 95% quantiles of the rule re-applied to windows resampled with replacement.
@@ -455,18 +462,30 @@ def calibrate_thresholds(
         if len(usable[column]) < min_windows
     ]
     learned = {column: usable[column] for column in columns if len(usable[column]) >= min_windows}
+    pooled = _pooled_thresholds(learned, metrics, floors, rule, quantile, tail_sd)
     rng = np.random.default_rng(seed)
+    boots = [
+        _pooled_thresholds(
+            {column: rng.choice(values, size=values.size) for column, values in learned.items()},
+            metrics, floors, rule, quantile, tail_sd,
+        )
+        for _ in range(_BOOTSTRAP_RESAMPLES)
+    ]  # fmt: skip
     values: dict[str, float] = {}
     intervals: dict[str, tuple[float, float]] = {}
-    for column, column_effects in learned.items():
+    for column in learned:
         floor = floors[metrics[column]]
-        threshold = _threshold(column_effects, rule, quantile, tail_sd)
+        threshold = pooled[column]
         if threshold < floor:
             notes.append(f"{column}: learned {threshold:.3g} < negligible effect {floor:g}: floor used")
         values[column] = max(threshold, floor)
-        resampled = rng.choice(column_effects, size=(_BOOTSTRAP_RESAMPLES, column_effects.size))
-        boot = np.maximum([_threshold(sample, rule, quantile, tail_sd) for sample in resampled], floor)
+        boot = np.maximum([sample[column] for sample in boots], floor)
         intervals[column] = (float(np.quantile(boot, 0.05)), float(np.quantile(boot, 0.95)))
+    notes.extend(
+        f"{metric}: thresholds of {count} columns pooled toward each other as far as their noise allows"
+        for metric, count in sorted(Counter(metrics[column] for column in learned).items())
+        if count > 1
+    )
     if current_size is not None and min(sizes) < current_size:
         notes.append(
             f"some windows have fewer rows than current_size={current_size} (smallest {min(sizes)}): "
@@ -489,12 +508,66 @@ def calibrate_thresholds(
     )
 
 
+def _pooled_thresholds(
+    effects: Mapping[str, np.ndarray],
+    metrics: Mapping[str, str],
+    floors: Mapping[str, float],
+    rule: str,
+    quantile: float,
+    tail_sd: float,
+) -> dict[str, float]:
+    """Each column's threshold from its own windows, shrunk toward its metric's other columns as far
+    as the data allow.
+
+    A threshold learned from a few windows is noisy: two columns of one distribution came out 3-5x
+    apart (5 windows), 2.4x (20 windows). A level is estimated per column (the log quantile; or,
+    for ``lognormal_tail``, the median log effect) and pooled across the columns of one metric as a
+    random-effects meta-analysis (:func:`_shrunk`), with the level's large-sample variance for K
+    windows. Columns that do not differ beyond that noise get one level; a column whose normal
+    variation is clearly its own keeps its own. ``lognormal_tail`` reaches ``tail_sd`` spreads past
+    the level with the robust spread of log effects pooled over the metric's columns: a MAD of 5-20
+    values was the largest part of the noise, and the shape of sampling noise on a log scale is
+    much the same across columns. Columns learned below the negligible floor take it unpooled."""
+    logs = {column: np.log(np.maximum(values, _TINY)) for column, values in effects.items()}
+    own = {column: _threshold(values, rule, quantile, tail_sd) for column, values in effects.items()}
+    out = dict(own)
+    for metric in set(metrics[column] for column in effects):
+        columns = [c for c in effects if metrics[c] == metric and own[c] >= floors[metric]]
+        if len(columns) < 2:
+            continue
+        sizes = np.array([logs[c].size for c in columns], dtype=float)
+        centers = np.array([np.median(logs[c]) for c in columns])
+        deviations = np.concatenate([logs[c] - center for c, center in zip(columns, centers, strict=True)])
+        spread = max(_MAD_TO_SD * float(np.median(np.abs(deviations))), _TINY)  # of log effects, pooled
+        if rule == "quantile":
+            z = float(stats.norm.ppf(quantile))
+            factor = quantile * (1 - quantile) / float(stats.norm.pdf(z)) ** 2  # of a sample quantile
+            pooled = _shrunk(np.log([own[c] for c in columns]), factor * spread**2 / sizes)
+        else:
+            pooled = _shrunk(centers, np.pi / 2 * spread**2 / sizes) + tail_sd * spread  # variance of a median
+        out.update({column: float(np.exp(value)) for column, value in zip(columns, pooled, strict=True)})
+    return out
+
+
+def _shrunk(estimates: np.ndarray, variances: np.ndarray) -> np.ndarray:
+    """Estimates moved toward their random-effects mean (DerSimonian-Laird): each keeps the share
+    tau² / (v + tau²) of its deviation, where tau² is how much more they differ than their noise."""
+    variances = np.maximum(variances, _MIN_LOG_VARIANCE)
+    weights = 1.0 / variances
+    fixed = float(np.sum(weights * estimates) / weights.sum())
+    q = float(np.sum(weights * (estimates - fixed) ** 2))
+    tau2 = max(0.0, (q - (estimates.size - 1)) / (weights.sum() - np.sum(weights**2) / weights.sum()))
+    random_weights = 1.0 / (variances + tau2)
+    center = float(np.sum(random_weights * estimates) / random_weights.sum())
+    return center + tau2 / (variances + tau2) * (estimates - center)
+
+
 def _threshold(effects: np.ndarray, rule: str, quantile: float, tail_sd: float) -> float:
     if rule == "quantile":
         return float(np.quantile(effects, quantile))
-    logs = np.log(np.maximum(effects, 1e-12))
+    logs = np.log(np.maximum(effects, _TINY))
     center = float(np.median(logs))
-    return float(np.exp(center + tail_sd * 1.4826 * float(np.median(np.abs(logs - center)))))
+    return float(np.exp(center + tail_sd * _MAD_TO_SD * float(np.median(np.abs(logs - center)))))
 
 
 def _leave_one_window_out(

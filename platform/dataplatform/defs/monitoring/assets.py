@@ -56,7 +56,8 @@ def champion_thresholds(con: Any, champion: ModelCard, reference: pl.DataFrame, 
     """Per-feature thresholds learned on the champion's training window at a sample size of `size`.
 
     Thresholds depend on the window and on the sample size; sizes within a factor of 2**0.25 share
-    them, so a day (or a batch) usually reads them from the `drift_thresholds` cache."""
+    them, learned at the bucket's centre size (so they do not depend on which size came first), and a
+    day (or a batch) usually reads them from the `drift_thresholds` cache."""
     size_bucket = round(4 * math.log2(max(size, 1))) / 4
     cached = warehouse.scalar(
         con,
@@ -66,7 +67,11 @@ def champion_thresholds(con: Any, champion: ModelCard, reference: pl.DataFrame, 
     if cached is not None:
         return drift.Thresholds.from_dict(json.loads(cached))
     thresholds = drift.calibrate_thresholds(
-        reference, time_column="event_date", columns=list(DRIFT_FEATURES), current_size=size, rule="lognormal_tail"
+        reference,
+        time_column="event_date",
+        columns=list(DRIFT_FEATURES),
+        current_size=round(2**size_bucket),
+        rule="lognormal_tail",
     )
     row = {"champion": champion.version, "size_bucket": size_bucket, "version": thresholds.version,
            "thresholds": json.dumps(thresholds.to_dict(), default=str)}  # fmt: skip

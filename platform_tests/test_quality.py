@@ -2,6 +2,7 @@
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -17,7 +18,14 @@ from dataplatform.lib.demo import DemoConfig, generate_events, write_history
 from dataplatform.lib.ingest import batch_id_for, ingest_batch
 from dataplatform.lib.lake import Lake
 from dataplatform.lib.landing import LocalLanding
-from dataplatform.lib.quality import BandStatus, check_contract, learned_band, markdown_table, weekday_adjusted_band
+from dataplatform.lib.quality import (
+    BandStatus,
+    check_contract,
+    learned_band,
+    markdown_table,
+    transient_shift_days,
+    weekday_adjusted_band,
+)
 from dataplatform.lib.replay import plan_replay, select_quarantined, write_replay
 from factories import event, jsonl_bytes, local_resources, write_landing
 
@@ -215,6 +223,47 @@ def test_distribution_check_flags_real_drift_and_not_stable_days(tmp_path: Path,
     with resources["lakehouse"].connect(read_only=True) as con:
         stored = con.sql("SELECT count(*), count(DISTINCT event_date) FROM distribution_drift").fetchall()
     assert stored == [(10, 2)]
+
+
+def _prices_in_cents(bad: pl.Expr) -> pl.Expr:
+    return pl.when(bad).then(pl.col("price") * 100).otherwise(pl.col("price")).alias("price")
+
+
+def _views_relabelled_as_purchases(bad: pl.Expr) -> pl.Expr:
+    relabel = bad & (pl.col("event_type") == "view")
+    return pl.when(relabel).then(pl.lit("purchase")).otherwise(pl.col("event_type")).alias("event_type")
+
+
+# The second kind is not what the reference rule was written for (it was measured on prices in cents).
+@pytest.mark.parametrize("corrupt", [_prices_in_cents, _views_relabelled_as_purchases])
+def test_a_week_of_silent_corruption_is_flagged_every_day_and_clean_days_after_it_are_not(
+    tmp_path: Path, resources: dict, corrupt: Callable[[pl.Expr], pl.Expr]
+) -> None:
+    """Before: a week of prices in cents was flagged on its first 2 days; its days then served as
+    reference and threshold history, and the check stayed blind for about 18 days."""
+    config = DemoConfig(start=dt.date(2026, 3, 1), days=28, users=300, events_per_day=1500, seed=3)
+    frame, _ = generate_events(config)
+    corrupted = [config.start + dt.timedelta(days=i) for i in range(14, 21)]
+    bad = pl.col("timestamp").dt.date().is_in(corrupted) & (pl.int_range(pl.len()) % 100 < 15)  # 15%
+    frame = frame.with_columns(corrupt(bad))
+    write_history(frame, tmp_path / "history", fmt="jsonl")
+    days = [str(d) for d in config.dates]
+    materialize_days(resources, days, history_events)
+    results = materialize_days(resources, days[14:], event_distributions)
+    flagged = {day: not checks_of(r)["distributions_stable"].passed for day, r in zip(days[14:], results, strict=True)}
+    assert all(flagged[str(d)] for d in corrupted), flagged
+    assert not any(flagged[day] for day in days[21:]), flagged
+    after = checks_of(results[-1])["distributions_stable"].metadata
+    assert after["left_out_days"].value == ", ".join(str(d) for d in corrupted)
+
+
+def test_a_shift_that_persists_becomes_the_new_normal_and_a_short_one_stays_out() -> None:
+    start = dt.date(2026, 3, 1)
+    week = [start + dt.timedelta(days=i) for i in range(7)]
+    fortnight = [start + dt.timedelta(days=20 + i) for i in range(14)]
+    left_out = transient_shift_days([*week, start + dt.timedelta(days=9), *fortnight], persist_days=14)
+    assert sorted(left_out) == [*week, start + dt.timedelta(days=9)]
+    assert "7 < 14 days" in left_out[week[0]]
 
 
 def test_volume_band_follows_the_weekly_cycle() -> None:

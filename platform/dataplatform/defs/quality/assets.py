@@ -26,6 +26,7 @@ from dataplatform.lib.quality import (
     learned_band,
     markdown_table,
     quarantine_failures,
+    transient_shift_days,
     weekday_adjusted_band,
 )
 
@@ -33,6 +34,9 @@ WAREHOUSE_EVENTS = dg.AssetKey(["warehouse", "events"])
 EVENT_DISTRIBUTIONS = dg.AssetKey(["quality", "event_distributions"])
 PROFILE_HISTORY_DAYS = 28
 REFERENCE_DAYS = 7
+# A flagged shift that lasts this many days running is the new normal and re-enters the reference;
+# a shorter one stays out of it (twice the reference week: a week of corruption must not persist).
+SHIFT_PERSIST_DAYS = 2 * REFERENCE_DAYS
 # Columns compared day by day: what a recommender's features are built from.
 DISTRIBUTION_COLUMNS = ("price", "hour_of_day", "event_type", "category", "brand")
 
@@ -238,6 +242,18 @@ def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
     )
 
 
+def _flagged_days(con: Any, day: dt.date) -> list[dt.date]:
+    """Days before `day` whose event distributions were flagged, reaching back far enough to see
+    whole runs of them (a run that began before the history window counts in full)."""
+    since = day - dt.timedelta(days=PROFILE_HISTORY_DAYS + SHIFT_PERSIST_DAYS)
+    rows = con.execute(
+        "SELECT DISTINCT event_date FROM distribution_drift "
+        "WHERE dataset = 'events' AND drifted AND event_date >= ? AND event_date < ?",
+        [since, day],
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
 def _with_derived_columns(events: pl.DataFrame) -> pl.DataFrame:
     return events.with_columns(pl.col("timestamp").dt.hour().cast(pl.Float64).alias("hour_of_day"))
 
@@ -253,7 +269,10 @@ def _with_derived_columns(events: pl.DataFrame) -> pl.DataFrame:
         "categorical ones), with effect sizes (normalized Wasserstein, Jensen-Shannon, PSI, Cramér's V). A column "
         "is flagged only when the shift is significant AND larger than a threshold learned from the previous "
         f"{PROFILE_HISTORY_DAYS} days: each past day against its own previous {REFERENCE_DAYS} days, threshold = "
-        "the log-normal tail (median + 3 robust sd of the log effect sizes). Results: table `distribution_drift`."
+        "the log-normal tail (median + 3 robust sd of the log effect sizes). Flagged days stay out of the "
+        f"reference and of that history unless their shift ran {SHIFT_PERSIST_DAYS} days or more (then it is the "
+        "new normal), so a corrupted stretch cannot become the normal that hides it. "
+        "Results: table `distribution_drift`."
     ),
     kinds={"polars", "scipy", "duckdb"},
     owners=OWNERS,
@@ -273,7 +292,10 @@ def event_distributions(context: dg.AssetExecutionContext, lakehouse: LakehouseR
     day = dt.date.fromisoformat(context.partition_key)
     lake = lakehouse.lake()
     current = lakeread.events_for_days(lake, [day])
-    history_days = lakeread.days_before(day, PROFILE_HISTORY_DAYS)
+    with lakehouse.connect() as con:
+        flagged = _flagged_days(con, day)
+    left_out = transient_shift_days(flagged, persist_days=SHIFT_PERSIST_DAYS)
+    history_days = [d for d in lakeread.days_before(day, PROFILE_HISTORY_DAYS) if d not in left_out]
     history = lakeread.events_for_days(lake, history_days)
     if current.height == 0 or history.height == 0:
         return dg.MaterializeResult(
@@ -283,7 +305,7 @@ def event_distributions(context: dg.AssetExecutionContext, lakehouse: LakehouseR
             ],
         )
     current, history = _with_derived_columns(current), _with_derived_columns(history)
-    reference = history.filter(pl.col("event_date") >= day - dt.timedelta(days=REFERENCE_DAYS))
+    reference = history.filter(pl.col("event_date").is_in(history_days[-REFERENCE_DAYS:]))
     thresholds = drift.calibrate_thresholds(
         history,
         time_column="event_date",
@@ -303,6 +325,7 @@ def event_distributions(context: dg.AssetExecutionContext, lakehouse: LakehouseR
     return dg.MaterializeResult(
         metadata={
             "columns_drifted": drifted.height,
+            "left_out_days": dg.MetadataValue.json({str(d): why for d, why in sorted(left_out.items())}),
             "thresholds_version": thresholds.version,
             "thresholds_calibrated": thresholds.calibrated,
             **{f"effect_{r['column_name']}": float(r["effect_size"] or 0.0) for r in table.iter_rows(named=True)},
@@ -315,6 +338,8 @@ def event_distributions(context: dg.AssetExecutionContext, lakehouse: LakehouseR
                 severity=dg.AssetCheckSeverity.WARN,
                 metadata={
                     "drifted_columns": ", ".join(drifted["column_name"]) or "none",
+                    "reference_days": f"{history_days[-REFERENCE_DAYS:][0]}..{history_days[-1]}",
+                    "left_out_days": ", ".join(str(d) for d in sorted(left_out)) or "none",
                     "comparison": dg.MetadataValue.md(markdown_table(shown, limit=20)),
                 },
             )

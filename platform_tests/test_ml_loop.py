@@ -1,7 +1,7 @@
 """The ML loop through Dagster on demo data: gated training, promotion, monitoring, the drift sensor."""
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -14,7 +14,8 @@ from dataplatform.defs.ml.assets import challenger_model, champion_model, traini
 from dataplatform.defs.ml.automation import drift_retraining_sensor
 from dataplatform.defs.monitoring.assets import drift_report, model_performance
 from dataplatform.defs.monitoring.batch_drift import batch_drift
-from dataplatform.defs.quality.assets import warehouse_events
+from dataplatform.defs.quality.assets import event_distributions, warehouse_events
+from dataplatform.lib import suspects
 from dataplatform.lib.demo import DemoConfig, encode_events, generate_events, write_history
 from dataplatform.lib.registry import ArtifactIntegrityError
 from factories import local_resources, write_landing
@@ -24,20 +25,27 @@ RETRAIN = [training_set, challenger_model, champion_model]
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-def prepare(root: Path, days: int, instance: dg.DagsterInstance, **options: object) -> dict:
-    """Demo history through ingestion, certification and features, day by day."""
+def prepare(
+    root: Path,
+    days: int,
+    instance: dg.DagsterInstance,
+    *,
+    silent: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+    daily: Sequence[dg.AssetsDefinition] = (warehouse_events, training_examples),
+    **options: object,
+) -> dict:
+    """Demo history through ingestion, certification and features, day by day; `silent` changes
+    the generated events in a way the contract cannot see."""
     config = DemoConfig(start=START, days=days, users=400, events_per_day=2500, seed=11, **options)
     frame, _ = generate_events(config)
-    write_history(frame, root / "history", fmt="jsonl")
+    write_history(silent(frame) if silent else frame, root / "history", fmt="jsonl")
     resources = local_resources(root)
     last = str(START + dt.timedelta(days=days - 1))
     tags = {"dagster/asset_partition_range_start": str(START), "dagster/asset_partition_range_end": last}
     assert dg.materialize([history_events], resources=resources, instance=instance, tags=tags).success
     for i in range(days):
         day = str(START + dt.timedelta(days=i))
-        result = dg.materialize(
-            [warehouse_events, training_examples], partition_key=day, resources=resources, instance=instance
-        )
+        result = dg.materialize(list(daily), partition_key=day, resources=resources, instance=instance)
         assert result.success
     return resources
 
@@ -155,6 +163,34 @@ def test_the_gate_keeps_a_corrupted_stretch_out_and_blocks_when_nothing_clean_is
         blocked = checks(strict)["training_data_gate"]
         assert not blocked.passed and "clean labelled days" in blocked.metadata["reasons"].value
         assert not strict.asset_materializations_for_node(challenger_model.op.name)
+
+
+def test_days_of_silent_corruption_are_suspect_and_stay_out_of_training_until_accepted(tmp_path: Path) -> None:
+    """15% of the prices of days 6-10 in cents: every record passes the contract."""
+    corrupted = [START + dt.timedelta(i) for i in range(6, 11)]
+    bad = pl.col("timestamp").dt.date().is_in(corrupted) & (pl.int_range(pl.len()) % 100 < 15)
+
+    def cents(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(pl.when(bad).then(pl.col("price") * 100).otherwise(pl.col("price")).alias("price"))
+
+    daily = (warehouse_events, event_distributions, training_examples)
+    with dg.instance_for_test() as instance:
+        resources = prepare(tmp_path, 16, instance, silent=cents, daily=daily)
+        result = dg.materialize(RETRAIN, resources=resources, instance=instance, raise_on_error=False)
+        gate = checks(result)["training_data_gate"]
+        excluded = gate.metadata["excluded_days"].value
+        assert gate.passed and sorted(excluded) == [str(day) for day in corrupted]
+        assert all(why.startswith("suspect: price: abrupt shift") for why in excluded.values())
+        window = result.asset_materializations_for_node(training_set.op.name)[0].metadata["window"].value
+        assert not set(excluded) & set(window["train_days"] + window["holdout_days"])
+
+        with resources["lakehouse"].connect() as con:
+            assert suspects.accept_day(con, corrupted[0], by="analyst", note="checked with the producer")
+            assert not suspects.accept_day(con, corrupted[0], by="someone else", note="again")  # a no-op
+            assert "accepted by analyst" in suspects.accepted_days(con)[corrupted[0]]
+        again = dg.materialize([training_set], resources=resources, instance=instance, raise_on_error=False)
+        window = again.asset_materializations_for_node(training_set.op.name)[0].metadata["window"].value
+        assert str(corrupted[0]) in window["train_days"] and str(corrupted[0]) not in window["excluded_days"]
 
 
 # Last in the module: it adds landing batches to the shared loop's warehouse.

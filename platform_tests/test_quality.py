@@ -12,7 +12,7 @@ import pytest
 
 from dataplatform.defs.ingestion.assets import history_events
 from dataplatform.defs.quality.assets import event_distributions, warehouse_events
-from dataplatform.lib import contract, lakeread
+from dataplatform.lib import contract, lakeread, suspects, warehouse
 from dataplatform.lib.contract import QuarantineRecord
 from dataplatform.lib.demo import DemoConfig, generate_events, write_history
 from dataplatform.lib.ingest import batch_id_for, ingest_batch
@@ -23,10 +23,10 @@ from dataplatform.lib.quality import (
     check_contract,
     learned_band,
     markdown_table,
-    transient_shift_days,
     weekday_adjusted_band,
 )
 from dataplatform.lib.replay import plan_replay, select_quarantined, write_replay
+from dataplatform.lib.suspects import transient_shift_days
 from factories import event, jsonl_bytes, local_resources, write_landing
 
 
@@ -257,13 +257,44 @@ def test_a_week_of_silent_corruption_is_flagged_every_day_and_clean_days_after_i
     assert after["left_out_days"].value == ", ".join(str(d) for d in corrupted)
 
 
-def test_a_shift_that_persists_becomes_the_new_normal_and_a_short_one_stays_out() -> None:
+def test_an_abrupt_short_shift_is_suspect_and_a_lasting_or_gradual_one_is_not() -> None:
     start = dt.date(2026, 3, 1)
-    week = [start + dt.timedelta(days=i) for i in range(7)]
-    fortnight = [start + dt.timedelta(days=20 + i) for i in range(14)]
-    left_out = transient_shift_days([*week, start + dt.timedelta(days=9), *fortnight], persist_days=14)
-    assert sorted(left_out) == [*week, start + dt.timedelta(days=9)]
-    assert "7 < 14 days" in left_out[week[0]]
+
+    def run(first: int, length: int, score: float) -> dict[dt.date, float]:
+        return {start + dt.timedelta(days=first + i): score for i in range(length)}
+
+    week, single = run(3, 7, 200.0), run(12, 1, 12.0)  # corruption: a week, then one day
+    fortnight = run(20, 14, 200.0)  # an abrupt change that lasted: the new normal
+    ramp = {**run(40, 1, 1.4), **run(41, 5, 6.0)}  # drift building up: crosses its threshold gently
+    noise = run(0, 30, 1.2)  # another column flagged every day by a default threshold
+    suspect = transient_shift_days({"price": {**week, **single, **fortnight, **ramp}, "brand": noise})
+    assert sorted(suspect) == sorted([*week, *single])
+    assert suspect[start + dt.timedelta(days=3)].startswith("price: abrupt shift (200x its threshold")
+    assert "7 < 14 days" in suspect[start + dt.timedelta(days=3)]
+
+
+def test_the_suspects_cli_lists_suspect_days_and_records_an_acceptance_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DP_DATA_DIR", str(tmp_path))
+    day = dt.date(2026, 3, 15)
+    with warehouse.connect(tmp_path / "warehouse" / "warehouse.duckdb") as con:
+        con.execute(
+            "INSERT INTO distribution_drift (event_date, dataset, column_name, effect_size, threshold, drifted, "
+            "computed_at) VALUES (?, 'events', 'price', 5.0, 0.1, true, now()), "
+            "(?, 'events', 'price', 5.0, 0.1, true, now())",
+            [day, day + dt.timedelta(days=1)],
+        )
+    assert suspects.main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert f"{day}  suspect   price: abrupt shift (50x its threshold" in listed and "2026-03-16  suspect" in listed
+    assert suspects.main(["accept", str(day), "--by", "analyst", "--note", "a new price list"]) == 0
+    assert suspects.main(["accept", str(day), "--by", "intruder", "--note", "again"]) == 0
+    capsys.readouterr()
+    suspects.main(["list"])
+    listed = capsys.readouterr().out
+    assert f"{day}  accepted  accepted by analyst" in listed and "intruder" not in listed
+    assert f"{day}  suspect" not in listed and "2026-03-16  suspect" in listed
 
 
 def test_volume_band_follows_the_weekly_cycle() -> None:

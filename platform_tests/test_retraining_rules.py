@@ -39,6 +39,16 @@ def test_corrupted_days_are_excluded_and_named_while_clean_days_still_train() ->
     assert "15.0% > 5.0%" in next(iter(window.excluded_days.values()))
 
 
+def test_suspect_days_are_in_neither_the_training_window_nor_the_holdout_and_are_named() -> None:
+    suspect = {days(20)[19]: "abrupt shift", days(20)[10]: "abrupt shift"}
+    window = choose_training_window(
+        days(20), train_days=14, holdout_days=2, day_corruption={}, max_corruption=0.05, suspect_days=suspect
+    )
+    assert window.holdout_days == days(20)[17:19]  # the latest clean labelled days
+    assert days(20)[10] not in window.train_days and len(window.train_days) == 14  # the window reaches back
+    assert window.excluded_days == {str(day): "suspect: abrupt shift" for day in suspect}
+
+
 def gate(**overrides: object):
     window = choose_training_window(days(20), train_days=14, holdout_days=2, day_corruption={}, max_corruption=0.05)
     args = {"window": window, "rows": 5000, "positives": 200, "contract_failures": 0, "severe_drift": [],

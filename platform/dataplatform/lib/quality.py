@@ -122,29 +122,6 @@ def weekday_adjusted_band(
     return band, factors.get(day.isoweekday(), 1.0)
 
 
-def transient_shift_days(flagged: Sequence[dt.date], *, persist_days: int) -> dict[dt.date, str]:
-    """The flagged days a statistical reference must leave out, each with why.
-
-    A day whose distributions were flagged is left out of the reference and of the threshold
-    history of the days after it, or a corrupted stretch becomes the "normal" that hides the
-    rest of itself: measured, a week of prices in cents was flagged on its first two days only,
-    while its days raised the learned price threshold 500-10,000x. A run of consecutive flagged
-    days that lasted ``persist_days`` or more is a change that persisted (drift, the new normal)
-    and stays in. A shorter run, ended or still going, stays out: it cannot yet be told from
-    corruption."""
-    out: dict[dt.date, str] = {}
-    days = sorted(set(flagged))
-    run: list[dt.date] = []
-    for day in [*days, None]:  # None closes the last run
-        if run and (day is None or day - run[-1] != dt.timedelta(days=1)):
-            if len(run) < persist_days:
-                out.update({d: f"shift flagged {run[0]}..{run[-1]} ({len(run)} < {persist_days} days)" for d in run})
-            run = []
-        if day is not None:
-            run.append(day)
-    return out
-
-
 @dataclass(frozen=True)
 class ContractReport:
     rows: int

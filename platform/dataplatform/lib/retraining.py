@@ -33,13 +33,19 @@ def choose_training_window(
     holdout_days: int,
     day_corruption: Mapping[dt.date, float],
     max_corruption: float,
+    suspect_days: Mapping[dt.date, str] | None = None,
 ) -> TrainingWindow:
     """The rule: the latest `holdout_days` labelled days are the holdout; the `train_days`
     labelled days before them are the training window, minus days whose corruption share
     (quarantined / all records of the day) exceeds `max_corruption`: those are excluded and
     named, so the valid remainder still trains and a corrupted stretch never does.
+
+    `suspect_days` (day -> why; see `lib.suspects`) passed the contract but look corrupted: they
+    are in neither the training window nor the holdout (a holdout of wrong data would judge the
+    challenger on it), and are named with why.
     """
-    days = sorted(set(labelled_days))
+    suspect = dict(suspect_days or {})
+    days = [day for day in sorted(set(labelled_days)) if day not in suspect]
     holdout = days[-holdout_days:] if holdout_days else []
     candidates = days[: len(days) - len(holdout)][-train_days:]
     excluded = {
@@ -47,6 +53,8 @@ def choose_training_window(
         for day in candidates
         if day_corruption.get(day, 0.0) > max_corruption
     }
+    first = candidates[0] if candidates else (holdout[0] if holdout else None)
+    excluded |= {str(day): f"suspect: {why}" for day, why in sorted(suspect.items()) if first and day >= first}
     train = [day for day in candidates if str(day) not in excluded]
     return TrainingWindow(train, holdout, excluded)
 

@@ -20,7 +20,7 @@ from dataplatform.defs.features.assets import TRAINING_EXAMPLES
 from dataplatform.defs.ingestion.assets import OWNERS, SETTINGS
 from dataplatform.defs.ingestion.metadata import WRITER_POOL
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
-from dataplatform.lib import drift, features, featurestore, warehouse
+from dataplatform.lib import drift, features, featurestore, suspects, warehouse
 from dataplatform.lib.quality import check_contract, markdown_table
 from dataplatform.lib.registry import frame_fingerprint
 from dataplatform.lib.retraining import choose_training_window, training_gate
@@ -86,7 +86,9 @@ def _severe_drift(current: pl.DataFrame, previous: pl.DataFrame) -> list[str]:
         "The examples a challenger trains on. Window rule: the latest labelled days are the holdout "
         f"(DP_HOLDOUT_DAYS, default {SETTINGS.holdout_days}); the DP_TRAIN_DAYS (default {SETTINGS.train_days}) "
         "labelled days before them train, minus days whose corruption share (quarantined / all records) exceeds "
-        f"DP_GATE_MAX_CORRUPTION (default {SETTINGS.gate_max_corruption:.0%}). The blocking `training_data_gate` "
+        f"DP_GATE_MAX_CORRUPTION (default {SETTINGS.gate_max_corruption:.0%}), and minus suspect days (a shift "
+        "`quality/event_distributions` flagged that did not persist, until an operator accepts the day: "
+        "`python -m dataplatform.lib.suspects`), which are in the holdout neither. The blocking `training_data_gate` "
         "check stops training when the clean remainder is too small, breaks the training contract, or a feature "
         "looks broken against the last accepted training set (missing share moved by > 0.2, or most categories new)."
     ),
@@ -109,14 +111,17 @@ def training_set(
     models: ModelRegistryResource,
 ) -> dg.MaterializeResult:
     lake = lakehouse.lake()
+    labelled = _labelled_days(lakehouse)
     with lakehouse.connect() as con:
         corruption = _day_corruption(con)
+        suspect = suspects.suspect_days(con, labelled[0], labelled[-1] + dt.timedelta(days=1)) if labelled else {}
     window = choose_training_window(
-        _labelled_days(lakehouse),
+        labelled,
         train_days=config.train_days,
         holdout_days=config.holdout_days,
         day_corruption=corruption,
         max_corruption=config.max_corruption,
+        suspect_days=suspect,
     )
     train = featurestore.read_examples(lake, window.train_days)
     holdout = featurestore.read_examples(lake, window.holdout_days)

@@ -26,17 +26,13 @@ from dataplatform.lib.quality import (
     learned_band,
     markdown_table,
     quarantine_failures,
-    transient_shift_days,
     weekday_adjusted_band,
 )
+from dataplatform.lib.suspects import REFERENCE_DAYS, SHIFT_PERSIST_DAYS, suspect_days
 
 WAREHOUSE_EVENTS = dg.AssetKey(["warehouse", "events"])
 EVENT_DISTRIBUTIONS = dg.AssetKey(["quality", "event_distributions"])
 PROFILE_HISTORY_DAYS = 28
-REFERENCE_DAYS = 7
-# A flagged shift that lasts this many days running is the new normal and re-enters the reference;
-# a shorter one stays out of it (twice the reference week: a week of corruption must not persist).
-SHIFT_PERSIST_DAYS = 2 * REFERENCE_DAYS
 # Columns compared day by day: what a recommender's features are built from.
 DISTRIBUTION_COLUMNS = ("price", "hour_of_day", "event_type", "category", "brand")
 
@@ -242,18 +238,6 @@ def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
     )
 
 
-def _flagged_days(con: Any, day: dt.date) -> list[dt.date]:
-    """Days before `day` whose event distributions were flagged, reaching back far enough to see
-    whole runs of them (a run that began before the history window counts in full)."""
-    since = day - dt.timedelta(days=PROFILE_HISTORY_DAYS + SHIFT_PERSIST_DAYS)
-    rows = con.execute(
-        "SELECT DISTINCT event_date FROM distribution_drift "
-        "WHERE dataset = 'events' AND drifted AND event_date >= ? AND event_date < ?",
-        [since, day],
-    ).fetchall()
-    return [row[0] for row in rows]
-
-
 def _with_derived_columns(events: pl.DataFrame) -> pl.DataFrame:
     return events.with_columns(pl.col("timestamp").dt.hour().cast(pl.Float64).alias("hour_of_day"))
 
@@ -271,7 +255,8 @@ def _with_derived_columns(events: pl.DataFrame) -> pl.DataFrame:
         f"{PROFILE_HISTORY_DAYS} days: each past day against its own previous {REFERENCE_DAYS} days, threshold = "
         "the log-normal tail (median + 3 robust sd of the log effect sizes). Flagged days stay out of the "
         f"reference and of that history unless their shift ran {SHIFT_PERSIST_DAYS} days or more (then it is the "
-        "new normal), so a corrupted stretch cannot become the normal that hides it. "
+        "new normal) or an operator accepted them (`python -m dataplatform.lib.suspects`), so a corrupted stretch "
+        "cannot become the normal that hides it. "
         "Results: table `distribution_drift`."
     ),
     kinds={"polars", "scipy", "duckdb"},
@@ -293,8 +278,7 @@ def event_distributions(context: dg.AssetExecutionContext, lakehouse: LakehouseR
     lake = lakehouse.lake()
     current = lakeread.events_for_days(lake, [day])
     with lakehouse.connect() as con:
-        flagged = _flagged_days(con, day)
-    left_out = transient_shift_days(flagged, persist_days=SHIFT_PERSIST_DAYS)
+        left_out = suspect_days(con, day - dt.timedelta(days=PROFILE_HISTORY_DAYS), day)
     history_days = [d for d in lakeread.days_before(day, PROFILE_HISTORY_DAYS) if d not in left_out]
     history = lakeread.events_for_days(lake, history_days)
     if current.height == 0 or history.height == 0:

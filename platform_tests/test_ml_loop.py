@@ -15,6 +15,7 @@ from dataplatform.defs.ml.automation import drift_retraining_sensor
 from dataplatform.defs.monitoring.assets import drift_report, model_performance
 from dataplatform.defs.monitoring.batch_drift import batch_drift
 from dataplatform.defs.quality.assets import event_distributions, warehouse_events
+from dataplatform.defs.quality.plausibility import event_plausibility
 from dataplatform.lib import suspects
 from dataplatform.lib.demo import DemoConfig, encode_events, generate_events, write_history
 from dataplatform.lib.registry import ArtifactIntegrityError
@@ -173,14 +174,17 @@ def test_days_of_silent_corruption_are_suspect_and_stay_out_of_training_until_ac
     def cents(frame: pl.DataFrame) -> pl.DataFrame:
         return frame.with_columns(pl.when(bad).then(pl.col("price") * 100).otherwise(pl.col("price")).alias("price"))
 
-    daily = (warehouse_events, event_distributions, training_examples)
+    daily = (warehouse_events, event_distributions, event_plausibility, training_examples)
     with dg.instance_for_test() as instance:
         resources = prepare(tmp_path, 16, instance, silent=cents, daily=daily)
         result = dg.materialize(RETRAIN, resources=resources, instance=instance, raise_on_error=False)
         gate = checks(result)["training_data_gate"]
         excluded = gate.metadata["excluded_days"].value
         assert gate.passed and sorted(excluded) == [str(day) for day in corrupted]
-        assert all(why.startswith("suspect: price: abrupt shift") for why in excluded.values())
+        # Both signals name the days: 15% implausible prices (the corruption share) and the abrupt shift.
+        assert all(
+            why.startswith("corruption ") and "suspect: price: abrupt shift" in why for why in excluded.values()
+        ), excluded
         window = result.asset_materializations_for_node(training_set.op.name)[0].metadata["window"].value
         assert not set(excluded) & set(window["train_days"] + window["holdout_days"])
 

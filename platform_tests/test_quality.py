@@ -12,6 +12,7 @@ import pytest
 
 from dataplatform.defs.ingestion.assets import history_events
 from dataplatform.defs.quality.assets import event_distributions, warehouse_events
+from dataplatform.defs.quality.plausibility import event_plausibility
 from dataplatform.lib import contract, lakeread, suspects, warehouse
 from dataplatform.lib.contract import QuarantineRecord
 from dataplatform.lib.demo import DemoConfig, generate_events, write_history
@@ -271,6 +272,36 @@ def test_an_abrupt_short_shift_is_suspect_and_a_lasting_or_gradual_one_is_not() 
     assert sorted(suspect) == sorted([*week, *single])
     assert suspect[start + dt.timedelta(days=3)].startswith("price: abrupt shift (200x its threshold")
     assert "7 < 14 days" in suspect[start + dt.timedelta(days=3)]
+
+
+def test_implausible_records_of_a_day_are_listed_with_reasons_and_judging_again_replaces_them(
+    tmp_path: Path, resources: dict
+) -> None:
+    config = DemoConfig(start=dt.date(2026, 3, 1), days=10, users=300, events_per_day=1500, seed=3)
+    frame, _ = generate_events(config)
+    last = config.dates[-1]
+    bad = (pl.col("timestamp").dt.date() == last) & (pl.int_range(pl.len()) % 100 < 15)
+    frame = frame.with_columns(_prices_in_cents(bad))
+    write_history(frame, tmp_path / "history", fmt="jsonl")
+    days = [str(d) for d in config.dates]
+    materialize_days(resources, days, history_events)
+    clean, corrupted, again = materialize_days(resources, [days[-2], days[-1], days[-1]], event_plausibility)
+    assert checks_of(clean)["records_plausible"].passed
+    check = checks_of(corrupted)["records_plausible"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    seen = frame.filter(pl.col("timestamp").dt.date() < last)["product_id"].implode()
+    # Products history has not seen are not judged on price (3 of the 210 corrupted records here).
+    expected = frame.filter(bad & pl.col("corruption").is_null() & pl.col("product_id").is_in(seen)).height
+    assert check.metadata["suspect_records"].value == expected
+    assert "price:implausible" in check.metadata["reasons"].value
+    assert checks_of(again)["records_plausible"].metadata["suspect_records"].value == expected
+    with resources["lakehouse"].connect(read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM suspect_events").fetchall() == [(expected,)]  # not doubled
+        by_reason = con.sql("SELECT event_date, reason, records FROM suspect_reasons").fetchall()
+        assert by_reason == [(last, "price:implausible", expected)]
+        assert con.sql("SELECT suspect FROM daily_plausibility WHERE event_date = ?", params=[last]).fetchall() == [
+            (expected,)
+        ]
 
 
 def test_the_suspects_cli_lists_suspect_days_and_records_an_acceptance_once(

@@ -37,7 +37,7 @@ def choose_training_window(
 ) -> TrainingWindow:
     """The rule: the latest `holdout_days` labelled days are the holdout; the `train_days`
     labelled days before them are the training window, minus days whose corruption share
-    (quarantined / all records of the day) exceeds `max_corruption`: those are excluded and
+    (quarantined or implausible / all records of the day) exceeds `max_corruption`: those are excluded and
     named, so the valid remainder still trains and a corrupted stretch never does.
 
     `suspect_days` (day -> why; see `lib.suspects`) passed the contract but look corrupted: they
@@ -45,16 +45,20 @@ def choose_training_window(
     challenger on it), and are named with why.
     """
     suspect = dict(suspect_days or {})
-    days = [day for day in sorted(set(labelled_days)) if day not in suspect]
-    holdout = days[-holdout_days:] if holdout_days else []
-    candidates = days[: len(days) - len(holdout)][-train_days:]
-    excluded = {
-        str(day): f"corruption {day_corruption[day]:.1%} > {max_corruption:.1%}"
-        for day in candidates
-        if day_corruption.get(day, 0.0) > max_corruption
-    }
+    labelled = sorted(set(labelled_days))
+    clean = [day for day in labelled if day not in suspect]
+    holdout = clean[-holdout_days:] if holdout_days else []
+    candidates = clean[: len(clean) - len(holdout)][-train_days:]
     first = candidates[0] if candidates else (holdout[0] if holdout else None)
-    excluded |= {str(day): f"suspect: {why}" for day, why in sorted(suspect.items()) if first and day >= first}
+    excluded: dict[str, str] = {}
+    for day in labelled:
+        if first is None or day < first or day in holdout:
+            continue
+        corruption = day_corruption.get(day, 0.0)
+        reasons = [f"corruption {corruption:.1%} > {max_corruption:.1%}"] if corruption > max_corruption else []
+        reasons += [f"suspect: {suspect[day]}"] if day in suspect else []
+        if reasons:
+            excluded[str(day)] = "; ".join(reasons)
     train = [day for day in candidates if str(day) not in excluded]
     return TrainingWindow(train, holdout, excluded)
 

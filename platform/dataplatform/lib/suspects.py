@@ -16,8 +16,9 @@ threshold history, until an operator accepts them:
     python -m dataplatform.lib.suspects list
     python -m dataplatform.lib.suspects accept 2026-03-15 --note "promotion week, prices are real"
 
-An acceptance records who, when and why in table `accepted_days`; accepting a day again changes
-nothing (the first record stands).
+An acceptance records who, when and why in table `accepted_days`, and accepts the day's implausible
+records (`suspect_events`) for training with it; accepting a day again changes nothing (the first
+record stands).
 """
 
 from __future__ import annotations
@@ -40,13 +41,6 @@ SHIFT_PERSIST_DAYS = 2 * REFERENCE_DAYS
 # (measured on 15% of a day's records: prices in cents scored 43-71, views relabelled as purchases 9-11;
 # clean days flagged against default thresholds scored 1.0-1.6).
 ABRUPT_SCORE = 3.0
-
-ACCEPTED_DAYS_SQL = """
-CREATE TABLE IF NOT EXISTS accepted_days (
-    event_date DATE PRIMARY KEY, accepted_by VARCHAR NOT NULL, accepted_at TIMESTAMPTZ NOT NULL,
-    note VARCHAR NOT NULL
-)
-"""
 
 
 def transient_shift_days(
@@ -98,7 +92,6 @@ def flagged_days(con: Any, since: dt.date, until: dt.date) -> dict[str, dict[dt.
 
 
 def accepted_days(con: Any) -> dict[dt.date, str]:
-    con.execute(ACCEPTED_DAYS_SQL)
     rows = con.execute("SELECT event_date, accepted_by, accepted_at, note FROM accepted_days").fetchall()
     return {day: f"accepted by {who} at {when:%Y-%m-%d %H:%M} UTC: {note}" for day, who, when, note in rows}
 
@@ -118,7 +111,6 @@ def accept_day(con: Any, day: dt.date, *, by: str, note: str, now: dt.datetime |
     """Record that an operator accepts `day`'s data; False when it was accepted already (no-op)."""
     if not by.strip() or not note.strip():
         raise ValueError("an acceptance needs who accepts it and a note saying why")
-    con.execute(ACCEPTED_DAYS_SQL)
     before = warehouse.scalar(con, "SELECT count(*) FROM accepted_days WHERE event_date = ?", [day])
     con.execute(
         "INSERT INTO accepted_days VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",

@@ -7,6 +7,7 @@ developer's shell, say) holds the lock, instead of failing at once.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -112,6 +113,33 @@ CREATE TABLE IF NOT EXISTS distribution_drift (
     thresholds_version VARCHAR,
     computed_at TIMESTAMPTZ NOT NULL
 );
+-- Records that passed the contract but not the plausibility rules (lib/plausibility.py), kept beside
+-- `events` (which stays the contract's record) and replaced whole when a day is judged again.
+CREATE TABLE IF NOT EXISTS suspect_events (
+    event_id VARCHAR NOT NULL,
+    event_date DATE NOT NULL,
+    reasons VARCHAR[] NOT NULL,
+    batch_id VARCHAR,
+    source_file VARCHAR,
+    bands_version VARCHAR NOT NULL,
+    judged_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS daily_plausibility (
+    event_date DATE PRIMARY KEY,
+    events BIGINT NOT NULL,
+    suspect BIGINT NOT NULL,
+    suspect_share DOUBLE NOT NULL,
+    bands_version VARCHAR NOT NULL,
+    judged_at TIMESTAMPTZ NOT NULL
+);
+-- Suspect days an operator accepted (lib/suspects.py): who, when and why.
+CREATE TABLE IF NOT EXISTS accepted_days (
+    event_date DATE PRIMARY KEY, accepted_by VARCHAR NOT NULL, accepted_at TIMESTAMPTZ NOT NULL,
+    note VARCHAR NOT NULL
+);
+CREATE OR REPLACE VIEW suspect_reasons AS
+    WITH exploded AS (SELECT event_date, unnest(reasons) AS reason FROM suspect_events)
+    SELECT event_date, reason, count(*) AS records FROM exploded GROUP BY ALL;
 CREATE OR REPLACE VIEW quarantine_reasons AS
     WITH exploded AS (
         SELECT CAST(quarantined_at AS DATE) AS quarantine_date, unnest(reasons) AS reason FROM quarantine
@@ -308,10 +336,20 @@ def replace_rows(con: Any, table: str, rows: pl.DataFrame, key_columns: Sequence
     `table` and `key_columns` are names from the code, never from data.
     """
     keys = ", ".join(f'"{c}"' for c in key_columns)
+    _replace(con, table, rows, f"DELETE FROM {table} WHERE ({keys}) IN (SELECT ({keys}) FROM replacement_rows)", [])
+
+
+def replace_day(con: Any, table: str, day: dt.date, rows: pl.DataFrame) -> None:
+    """Replace all of `table`'s rows of `event_date = day` with `rows` (one transaction; no rows left
+    from an earlier run of the day, even when `rows` is empty). `table` is a name from the code."""
+    _replace(con, table, rows, f"DELETE FROM {table} WHERE event_date = ?", [day])
+
+
+def _replace(con: Any, table: str, rows: pl.DataFrame, delete_sql: str, params: list[Any]) -> None:
     con.register("replacement_rows", rows)
     try:
         con.sql("BEGIN TRANSACTION")
-        con.sql(f"DELETE FROM {table} WHERE ({keys}) IN (SELECT ({keys}) FROM replacement_rows)")
+        con.execute(delete_sql, params)
         con.sql(f"INSERT INTO {table} BY NAME SELECT * FROM replacement_rows")
         con.sql("COMMIT")
     except BaseException:

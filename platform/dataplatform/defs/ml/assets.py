@@ -62,7 +62,18 @@ def _labelled_days(lakehouse: LakehouseResource) -> list[dt.date]:
 
 
 def _day_corruption(con: Any) -> dict[dt.date, float]:
-    rows = con.sql("SELECT event_date, quarantine_rate FROM daily_event_profile").fetchall()
+    """Per day, the share of its records that are quarantined or implausible (`suspect_events`); on a day
+    an operator accepted (`accepted_days`), implausible records are accepted with it."""
+    rows = con.sql(
+        """
+        SELECT p.event_date,
+               (p.quarantined + CASE WHEN a.event_date IS NULL THEN coalesce(s.suspect, 0) ELSE 0 END)
+               / greatest(p.events + p.quarantined, 1)
+        FROM daily_event_profile p
+        LEFT JOIN daily_plausibility s USING (event_date)
+        LEFT JOIN accepted_days a USING (event_date)
+        """
+    ).fetchall()
     return dict(rows)
 
 
@@ -85,7 +96,8 @@ def _severe_drift(current: pl.DataFrame, previous: pl.DataFrame) -> list[str]:
     description=(
         "The examples a challenger trains on. Window rule: the latest labelled days are the holdout "
         f"(DP_HOLDOUT_DAYS, default {SETTINGS.holdout_days}); the DP_TRAIN_DAYS (default {SETTINGS.train_days}) "
-        "labelled days before them train, minus days whose corruption share (quarantined / all records) exceeds "
+        "labelled days before them train, minus days whose corruption share ((quarantined + implausible) / all "
+        "records; implausible: `quality/event_plausibility`) exceeds "
         f"DP_GATE_MAX_CORRUPTION (default {SETTINGS.gate_max_corruption:.0%}), and minus suspect days (a shift "
         "`quality/event_distributions` flagged that did not persist, until an operator accepts the day: "
         "`python -m dataplatform.lib.suspects`), which are in the holdout neither. The blocking `training_data_gate` "

@@ -238,6 +238,14 @@ def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
     )
 
 
+def clean_history_days(lakehouse: LakehouseResource, day: dt.date) -> tuple[list[dt.date], dict[dt.date, str]]:
+    """The PROFILE_HISTORY_DAYS days before `day` that statistics may learn from, and the suspect days
+    left out of them (with why)."""
+    with lakehouse.connect() as con:
+        left_out = suspect_days(con, day - dt.timedelta(days=PROFILE_HISTORY_DAYS), day)
+    return [d for d in lakeread.days_before(day, PROFILE_HISTORY_DAYS) if d not in left_out], left_out
+
+
 def _with_derived_columns(events: pl.DataFrame) -> pl.DataFrame:
     return events.with_columns(pl.col("timestamp").dt.hour().cast(pl.Float64).alias("hour_of_day"))
 
@@ -277,9 +285,7 @@ def event_distributions(context: dg.AssetExecutionContext, lakehouse: LakehouseR
     day = dt.date.fromisoformat(context.partition_key)
     lake = lakehouse.lake()
     current = lakeread.events_for_days(lake, [day])
-    with lakehouse.connect() as con:
-        left_out = suspect_days(con, day - dt.timedelta(days=PROFILE_HISTORY_DAYS), day)
-    history_days = [d for d in lakeread.days_before(day, PROFILE_HISTORY_DAYS) if d not in left_out]
+    history_days, left_out = clean_history_days(lakehouse, day)
     history = lakeread.events_for_days(lake, history_days)
     if current.height == 0 or history.height == 0:
         return dg.MaterializeResult(

@@ -4,13 +4,15 @@ import dagster as dg
 
 from dataplatform.defs.ingestion.assets import daily_partitions
 from dataplatform.defs.quality.assets import event_distributions, warehouse_events
+from dataplatform.defs.quality.plausibility import event_plausibility
 from dataplatform.defs.scheduling import daily_partition_schedule
 
 nightly_quality_job = dg.define_asset_job(
     "nightly_quality_job",
-    selection=[warehouse_events, event_distributions],
+    selection=[warehouse_events, event_distributions, event_plausibility],
     partitions_def=daily_partitions,
-    description="Certify a day of events (tier-1 checks) and compare its distributions (tier 2).",
+    description="Certify a day of events (tier-1 checks), judge its records' plausibility and compare its "
+    "distributions (tier 2).",
 )
 
 

@@ -1,0 +1,90 @@
+"""Plausibility of one day's records against what history taught (lib/plausibility.py)."""
+
+import datetime as dt
+import json
+
+import dagster as dg
+import polars as pl
+
+from dataplatform.defs.ingestion.assets import OWNERS, daily_partitions
+from dataplatform.defs.ingestion.metadata import WRITER_POOL
+from dataplatform.defs.quality.assets import PROFILE_HISTORY_DAYS, WAREHOUSE_EVENTS, clean_history_days
+from dataplatform.defs.resources import LakehouseResource
+from dataplatform.lib import lakeread, plausibility, warehouse
+from dataplatform.lib.quality import markdown_table
+
+EVENT_PLAUSIBILITY = dg.AssetKey(["quality", "event_plausibility"])
+
+
+@dg.asset(
+    key=EVENT_PLAUSIBILITY,
+    deps=[WAREHOUSE_EVENTS],
+    partitions_def=daily_partitions,
+    group_name="quality",
+    description=(
+        "Records that pass the contract but not what history says about their entity: a price far from the "
+        "product's typical price (price:implausible), a user with more events in a day than history's ceiling "
+        "(user_id:implausible_rate), a purchase with no earlier view or cart of the product "
+        "(purchase:no_prior_interaction). Bands are learned from the previous "
+        f"{PROFILE_HISTORY_DAYS} days, suspect days left out. Suspect records stay in `events` and are listed in "
+        "table `suspect_events` (view `suspect_reasons` by day and reason); they count towards the day's "
+        "corruption share that `ml/training_set` keeps out of training."
+    ),
+    kinds={"polars", "duckdb"},
+    owners=OWNERS,
+    automation_condition=dg.AutomationCondition.eager(),
+    pool=WRITER_POOL,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "records_plausible",
+            asset=EVENT_PLAUSIBILITY,
+            partitions_def=daily_partitions,
+            description="No record of the day is implausible (WARN, with counts per reason).",
+        )
+    ],
+)
+def event_plausibility(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    day = dt.date.fromisoformat(context.partition_key)
+    lake = lakehouse.lake()
+    history_days, left_out = clean_history_days(lakehouse, day)
+    current, history = lakeread.events_for_days(lake, [day]), lakeread.events_for_days(lake, history_days)
+    if current.height == 0 or history.height == 0:
+        return dg.MaterializeResult(
+            metadata={"status": "insufficient data", "rows": current.height, "history_rows": history.height},
+            check_results=[
+                dg.AssetCheckResult(check_name="records_plausible", passed=True, metadata={"status": "no data"})
+            ],
+        )
+    bands = plausibility.learn_bands(history)
+    judged = plausibility.judge(current, history, bands)
+    now = dt.datetime.now(dt.UTC)
+    rows = judged.join(current.select("event_id", "batch_id", "source_file"), on="event_id", how="left").select(
+        "event_id", pl.lit(day).alias("event_date"), "reasons", "batch_id", "source_file",
+        pl.lit(bands.version).alias("bands_version"), pl.lit(now).alias("judged_at"),
+    )  # fmt: skip
+    share = judged.height / current.height
+    daily = pl.DataFrame([{"event_date": day, "events": current.height, "suspect": judged.height,
+                           "suspect_share": share, "bands_version": bands.version, "judged_at": now}])  # fmt: skip
+    with lakehouse.connect() as con:
+        warehouse.replace_day(con, "suspect_events", day, rows)
+        warehouse.replace_rows(con, "daily_plausibility", daily, ["event_date"])
+    reasons = judged.explode("reasons").group_by("reasons").len().sort("len", descending=True)
+    reasons = reasons.rename({"reasons": "reason", "len": "records"})
+    metadata = {
+        "suspect_records": judged.height,
+        "suspect_share": dg.MetadataValue.float(share),
+        "reasons": dg.MetadataValue.md(markdown_table(reasons)),
+        "bands": dg.MetadataValue.json(json.loads(json.dumps(bands.describe()))),
+        "history_left_out": ", ".join(str(d) for d in sorted(left_out)) or "none",
+    }
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="records_plausible",
+                passed=judged.height == 0,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={k: metadata[k] for k in ("suspect_records", "suspect_share", "reasons")},
+            )
+        ],
+    )

@@ -4,7 +4,8 @@ Runs go into the Dagster instance of $DAGSTER_HOME, so they show in the UI after
 1. `history_events` over every day that has a folder in the history location (one run);
 2. `landing_events`, batch after batch, until no file waits in the landing zone;
 3. every other daily-partitioned asset, one run per day (dependency order inside the run);
-4. every other unpartitioned asset, once.
+4. every other unpartitioned asset (the ML loop: the first champion), once;
+5. the daily monitoring assets (they judge the champion), one run per day.
 Exits non-zero when any run or blocking check fails.
 """
 
@@ -62,14 +63,22 @@ def main(argv: list[str] | None = None) -> int:
                 break
         graph = definitions.resolve_asset_graph()
         ingestion = {HISTORY_EVENTS, LANDING_EVENTS}
-        daily = [k for k in graph.materializable_asset_keys if k not in ingestion and graph.get(k).partitions_def]
-        others = [k for k in graph.materializable_asset_keys if k not in ingestion and not graph.get(k).partitions_def]
+        keys = [k for k in graph.materializable_asset_keys if k not in ingestion]
+        # Monitoring judges the champion, which the unpartitioned ML assets train: its days run last,
+        # or every drift and performance report of a first start says "no champion model yet".
+        monitoring = [k for k in keys if graph.get(k).partitions_def and graph.get(k).group_name == "monitoring"]
+        daily = [k for k in keys if graph.get(k).partitions_def and k not in monitoring]
+        others = [k for k in keys if not graph.get(k).partitions_def]
         for day in days if ok else []:
             print(f"daily assets for {day}: {', '.join(k.to_user_string() for k in daily)}", flush=True)
             ok &= _run(definitions, daily, instance, partition_key=day)
+        daily_ok = ok
         if ok and others:
             print(f"unpartitioned assets: {', '.join(k.to_user_string() for k in others)}", flush=True)
             ok &= _run(definitions, others, instance)
+        for day in days if daily_ok and monitoring else []:  # with or without a champion
+            print(f"monitoring for {day}: {', '.join(k.to_user_string() for k in monitoring)}", flush=True)
+            ok &= _run(definitions, monitoring, instance, partition_key=day)
     print("all runs succeeded" if ok else "a run failed: see the Dagster UI or the log above", flush=True)
     return 0 if ok else 1
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -336,20 +336,25 @@ def replace_rows(con: Any, table: str, rows: pl.DataFrame, key_columns: Sequence
     `table` and `key_columns` are names from the code, never from data.
     """
     keys = ", ".join(f'"{c}"' for c in key_columns)
-    _replace(con, table, rows, f"DELETE FROM {table} WHERE ({keys}) IN (SELECT ({keys}) FROM replacement_rows)", [])
+    _replace(
+        con,
+        table,
+        rows,
+        lambda: con.sql(f"DELETE FROM {table} WHERE ({keys}) IN (SELECT ({keys}) FROM replacement_rows)"),
+    )
 
 
 def replace_day(con: Any, table: str, day: dt.date, rows: pl.DataFrame) -> None:
     """Replace all of `table`'s rows of `event_date = day` with `rows` (one transaction; no rows left
     from an earlier run of the day, even when `rows` is empty). `table` is a name from the code."""
-    _replace(con, table, rows, f"DELETE FROM {table} WHERE event_date = ?", [day])
+    _replace(con, table, rows, lambda: con.execute(f"DELETE FROM {table} WHERE event_date = ?", [day]))
 
 
-def _replace(con: Any, table: str, rows: pl.DataFrame, delete_sql: str, params: list[Any]) -> None:
+def _replace(con: Any, table: str, rows: pl.DataFrame, delete: Callable[[], object]) -> None:
     con.register("replacement_rows", rows)
     try:
         con.sql("BEGIN TRANSACTION")
-        con.execute(delete_sql, params)
+        delete()
         con.sql(f"INSERT INTO {table} BY NAME SELECT * FROM replacement_rows")
         con.sql("COMMIT")
     except BaseException:

@@ -23,6 +23,7 @@ Products and users that history has not seen are not judged by the rules that ne
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 import polars as pl
@@ -87,7 +88,7 @@ def learn_bands(history: pl.DataFrame) -> PlausibilityBands:
         logs = user_days.log()
         center = float(logs.median() or 0.0)
         spread = MAD_TO_SD * float((logs - center).abs().median() or 0.0)
-        ceiling = max(float(user_days.max() or 0.0), float(pl.Series([center + RATE_K * spread]).exp()[0]))
+        ceiling = max(float(user_days.max() or 0.0), math.exp(center + RATE_K * spread))
     return PlausibilityBands(
         prices=prices,
         user_day_ceiling=ceiling,

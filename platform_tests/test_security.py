@@ -66,7 +66,7 @@ ALLOWED_IN_SQL: dict[str, dict[str, str]] = {
     },
 }
 # Queries passed by name: module constants, and the parameters of two helpers whose callers are checked.
-ALLOWED_QUERY_NAMES = {"SCHEMA_SQL", "MONITORING_SQL", "MODEL_DECISIONS_SQL"}
+ALLOWED_QUERY_NAMES = {"SCHEMA_SQL", "MONITORING_SQL", "MODEL_DECISIONS_SQL", "SELECT_SQL", "QUARANTINE_ROWS_SQL"}
 ALLOWED_QUERY_PARAMETERS = {("scalar", "sql"), ("_run", "sql")}
 
 

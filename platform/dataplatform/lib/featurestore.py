@@ -13,6 +13,9 @@ from dataplatform.lib.lake import Lake
 
 EXAMPLES_DIR = "features/training_examples"
 EXAMPLES_FILE = "examples.parquet"
+# Lineage of a day's examples: the event days and batches its features and labels read.
+INPUTS_DIR = "features/example_inputs"
+INPUTS_SCHEMA = {"feature_day": pl.Date, "input_day": pl.Date, "batch_id": pl.String, "events": pl.UInt32}
 TRAINING_SETS_DIR = "ml/training_sets"
 
 
@@ -25,6 +28,32 @@ def write_examples(lake: Lake, day: dt.date | str, examples: pl.DataFrame) -> st
     key = examples_key(day)
     lake.write_parquet(key, examples)
     return lake.describe(key)
+
+
+def example_inputs(day: dt.date | str, events: pl.DataFrame) -> pl.DataFrame:
+    """What the examples of `day` were built from: events per (event day, batch) of the frame they read."""
+    if events.height == 0:
+        return pl.DataFrame(schema=INPUTS_SCHEMA)
+    return (
+        events.group_by(pl.col("event_date").alias("input_day"), "batch_id")
+        .len("events")
+        .select(pl.lit(dt.date.fromisoformat(str(day))).alias("feature_day"), "input_day", "batch_id", "events")
+        .cast(INPUTS_SCHEMA)  # type: ignore[arg-type]
+        .sort("input_day", "batch_id")
+    )
+
+
+def write_example_inputs(lake: Lake, day: dt.date | str, inputs: pl.DataFrame) -> None:
+    lake.write_parquet(f"{INPUTS_DIR}/event_date={dt.date.fromisoformat(str(day))}/inputs.parquet", inputs)
+
+
+def read_example_inputs(lake: Lake, days: Sequence[dt.date | str] | None = None) -> pl.DataFrame:
+    """The recorded inputs of the given feature days (of every day when `days` is None)."""
+    keys = [k for k in lake.storage.keys(INPUTS_DIR) if k.endswith("/inputs.parquet")]
+    if days is not None:
+        wanted = {f"event_date={dt.date.fromisoformat(str(d))}" for d in days}
+        keys = [k for k in keys if k.split("/")[-2] in wanted]
+    return lake.read(keys) if keys else pl.DataFrame(schema=INPUTS_SCHEMA)
 
 
 def read_examples(lake: Lake, days: Sequence[dt.date | str]) -> pl.DataFrame:

@@ -137,6 +137,26 @@ CREATE TABLE IF NOT EXISTS accepted_days (
     event_date DATE PRIMARY KEY, accepted_by VARCHAR NOT NULL, accepted_at TIMESTAMPTZ NOT NULL,
     note VARCHAR NOT NULL
 );
+-- Lineage (lib/blast_radius.py reads it): what each day's certification, each training set and each
+-- retraction was made of. A model version's training set is its card's data fingerprint (the registry).
+CREATE TABLE IF NOT EXISTS day_certifications (
+    event_date DATE PRIMARY KEY, batches VARCHAR[] NOT NULL, events BIGINT NOT NULL, passed BOOLEAN NOT NULL,
+    certified_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS training_sets (
+    fingerprint VARCHAR PRIMARY KEY,  -- content hash of the training examples
+    train_days DATE[] NOT NULL, holdout_days DATE[] NOT NULL,
+    batches VARCHAR[] NOT NULL,  -- event batches the examples' features and labels read (lookbacks included)
+    "rows" BIGINT NOT NULL, holdout_rows BIGINT NOT NULL, run_id VARCHAR, built_at TIMESTAMPTZ NOT NULL
+);
+-- Retractions (lib/retraction.py): the audit row, and the exact rows taken out of `events` (kept so that
+-- a revert restores them; the quarantine holds each as a record with reason `record:retracted`).
+CREATE TABLE IF NOT EXISTS retractions (
+    retraction_id VARCHAR PRIMARY KEY, selection VARCHAR NOT NULL, status VARCHAR NOT NULL,  -- active | reverted
+    records BIGINT NOT NULL, note VARCHAR NOT NULL, retracted_by VARCHAR NOT NULL, retracted_at TIMESTAMPTZ NOT NULL,
+    affected VARCHAR, reverted_by VARCHAR, reverted_at TIMESTAMPTZ, revert_note VARCHAR
+);
+CREATE TABLE IF NOT EXISTS retracted_events AS SELECT '' AS retraction_id, * FROM events LIMIT 0;
 CREATE OR REPLACE VIEW suspect_reasons AS
     WITH exploded AS (SELECT event_date, unnest(reasons) AS reason FROM suspect_events)
     SELECT event_date, reason, count(*) AS records FROM exploded GROUP BY ALL;
@@ -168,6 +188,8 @@ AUDIT_SCHEMA = {
 }  # fmt: skip
 
 LOCK_WAIT_SECONDS = 120.0
+# The quarantine reason of a validated record an operator retracted (lib/retraction.py).
+RETRACTED_REASON = "record:retracted"
 
 
 @contextmanager
@@ -308,15 +330,22 @@ def batch_reconciliation(con: Any, batch_id: str) -> dict[str, Any]:
         """
         SELECT b.rows_in, b.rows_valid, b.rows_quarantined, b.rows_duplicate,
                (SELECT count(*) FROM events e WHERE e.batch_id = b.batch_id) AS events_in_table,
-               (SELECT count(*) FROM quarantine q WHERE q.batch_id = b.batch_id) AS quarantine_in_table
+               (SELECT count(*) FROM quarantine q WHERE q.batch_id = b.batch_id) AS quarantine_in_table,
+               (SELECT count(*) FROM quarantine q
+                WHERE q.batch_id = b.batch_id AND list_contains(q.reasons, ?)) AS retracted
         FROM ingest_batches b WHERE b.batch_id = ?
         """,
-        params=[batch_id],
+        params=[RETRACTED_REASON, batch_id],
     ).fetchall()
     if not row:
         return {"batch_id": batch_id, "found": False, "ok": False}
-    rows_in, valid, quarantined, duplicate, in_events, in_quarantine = row[0]
-    ok = rows_in == valid + quarantined + duplicate and in_events == valid and in_quarantine == quarantined
+    rows_in, valid, quarantined, duplicate, in_events, in_quarantine, retracted = row[0]
+    # A retraction moves valid records to the quarantine: each is still in exactly one place.
+    ok = (
+        rows_in == valid + quarantined + duplicate
+        and in_events == valid - retracted
+        and in_quarantine == quarantined + retracted
+    )
     return {
         "batch_id": batch_id,
         "found": True,
@@ -327,6 +356,7 @@ def batch_reconciliation(con: Any, batch_id: str) -> dict[str, Any]:
         "rows_duplicate": duplicate,
         "events_in_table": in_events,
         "quarantine_in_table": in_quarantine,
+        "retracted": retracted,
     }
 
 

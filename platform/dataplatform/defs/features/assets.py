@@ -61,6 +61,8 @@ def training_examples(context: dg.AssetExecutionContext, lakehouse: LakehouseRes
     latest = events["timestamp"].max() if events.height else None
     mature = bool(latest and features.labelled_days(latest, [day]))
     location = featurestore.write_examples(lake, day, examples)
+    inputs = featurestore.example_inputs(day, events)
+    featurestore.write_example_inputs(lake, day, inputs)
     report = check_contract(examples, model=featurestore.training_contract(), id_column="example_id")
     return dg.MaterializeResult(
         metadata={
@@ -69,6 +71,7 @@ def training_examples(context: dg.AssetExecutionContext, lakehouse: LakehouseRes
             "labels_mature": mature,
             "latest_event_seen": str(latest),
             "path": location,
+            "input_batches": inputs["batch_id"].n_unique(),
         },
         check_results=[
             dg.AssetCheckResult(

@@ -20,7 +20,7 @@ from dataplatform.defs.features.assets import TRAINING_EXAMPLES
 from dataplatform.defs.ingestion.assets import OWNERS, SETTINGS
 from dataplatform.defs.ingestion.metadata import WRITER_POOL
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
-from dataplatform.lib import drift, features, featurestore, suspects, warehouse
+from dataplatform.lib import drift, features, featurestore, retraction, suspects, warehouse
 from dataplatform.lib.quality import check_contract, markdown_table
 from dataplatform.lib.registry import frame_fingerprint
 from dataplatform.lib.retraining import choose_training_window, training_gate
@@ -89,6 +89,32 @@ def _severe_drift(current: pl.DataFrame, previous: pl.DataFrame) -> list[str]:
     ]
 
 
+def _record_training_set(
+    lakehouse: LakehouseResource,
+    fingerprint: str,
+    train_days: list[dt.date],
+    holdout_days: list[dt.date],
+    train: pl.DataFrame,
+    holdout: pl.DataFrame,
+    context: dg.AssetExecutionContext,
+) -> None:
+    """Lineage: the set's example days and every event batch their features and labels read."""
+    inputs = featurestore.read_example_inputs(lakehouse.lake(), [*train_days, *holdout_days])
+    row = {
+        "fingerprint": fingerprint,
+        "train_days": train_days,
+        "holdout_days": holdout_days,
+        "batches": sorted(inputs["batch_id"].unique().to_list()),
+        "rows": train.height,
+        "holdout_rows": holdout.height,
+        "run_id": context.run.run_id,
+        "built_at": dt.datetime.now(dt.UTC),
+    }
+    schema = {"train_days": pl.List(pl.Date), "holdout_days": pl.List(pl.Date), "batches": pl.List(pl.String)}
+    with lakehouse.connect() as con:
+        warehouse.replace_rows(con, "training_sets", pl.DataFrame([row], schema_overrides=schema), ["fingerprint"])
+
+
 @dg.asset(
     key=TRAINING_SET,
     deps=[TRAINING_EXAMPLES],
@@ -155,6 +181,7 @@ def training_set(
     )
     if train.height:
         featurestore.write_training_set(lake, fingerprint, train, holdout)
+        _record_training_set(lakehouse, fingerprint, window.train_days, window.holdout_days, train, holdout, context)
     context.log.info(f"training window {window.as_dict()}; gate {'passed' if gate.passed else gate.reasons}")
     return dg.MaterializeResult(
         metadata={
@@ -232,6 +259,11 @@ def challenger_model(
     )
     challenger_metrics = evaluate(trained, holdout)
     champion_card = registry.champion()
+    with lakehouse.connect() as con:
+        tainted = retraction.tainted_versions(con)
+    if champion_card and champion_card.version in tainted:
+        context.log.warning(f"champion {champion_card.version} was trained on retracted data: not defended")
+        champion_card = None
     champion_metrics = evaluate(registry.load(champion_card.version), holdout) if champion_card else None
     decision = compare_models(champion_metrics, challenger_metrics)
     days = sorted(train["event_date"].unique().to_list())

@@ -127,6 +127,23 @@ def _volume_check(profile: dict[str, Any], history: pl.DataFrame, day: dt.date) 
     )
 
 
+def _record_certification(
+    lakehouse: LakehouseResource, day: dt.date, events: pl.DataFrame, checks: list[dg.AssetCheckResult]
+) -> None:
+    """Lineage: which batches the day's certification judged, and whether its blocking checks passed."""
+    blocking = {spec.name for spec in EVENTS_CHECKS if spec.blocking}
+    row = {
+        "event_date": day,
+        "batches": sorted(events["batch_id"].unique().to_list()) if events.height else [],
+        "events": events.height,
+        "passed": all(c.passed for c in checks if c.check_name in blocking),
+        "certified_at": dt.datetime.now(dt.UTC),
+    }
+    with lakehouse.connect() as con:
+        rows = pl.DataFrame([row], schema_overrides={"batches": pl.List(pl.String)})
+        warehouse.replace_rows(con, "day_certifications", rows, ["event_date"])
+
+
 @dg.asset(
     key=WAREHOUSE_EVENTS,
     deps=[HISTORY_EVENTS, LANDING_EVENTS],
@@ -165,7 +182,10 @@ def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
         con.unregister("lake_day_ids")
         batches = [warehouse.batch_reconciliation(con, b) for b in lakeread.batch_ids_for_day(lake, day)]
         history = _profile_history(con, day)
-        profile = day_profile(events, quarantine.height)
+        # Retracted records are quarantined by an operator's decision, not by the producer: the day's
+        # quarantine rate (and the training gate's corruption share) is what a run without them shows.
+        retracted = quarantine.filter(pl.col("reasons").list.contains(warehouse.RETRACTED_REASON)).height
+        profile = day_profile(events, quarantine.height - retracted)
         warehouse.replace_rows(
             con,
             "daily_event_profile",
@@ -220,6 +240,7 @@ def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
         ),
         _volume_check(profile, history, day),
     ]
+    _record_certification(lakehouse, day, events, checks)
     context.log.info(f"{day}: {profile}")
     return dg.MaterializeResult(
         metadata={

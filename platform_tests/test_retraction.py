@@ -45,6 +45,20 @@ def _day(i: int) -> str:
     return str(START + dt.timedelta(days=i))
 
 
+def _bad_events() -> pl.DataFrame:
+    """Another producer's users, on two days inside the training window, with prices in cents."""
+    other, _ = generate_events(DemoConfig(start=START, days=DAYS, users=150, events_per_day=900, seed=5))
+    other = other.filter(pl.col("corruption").is_null() & pl.col("timestamp").dt.date().is_in(BAD_DAYS))
+    return other.with_columns(pl.col("price") * 100, ("b-" + pl.col("user_id").cast(pl.String)).alias("user_id"))
+
+
+def _ingest(resources: dict, instance: dg.DagsterInstance, *files: str) -> dg.AssetMaterialization:
+    config = {"ops": {landing_events.op.name: {"config": {"files": list(files)}}}}
+    result = dg.materialize([landing_events], run_config=config, resources=resources, instance=instance)
+    assert result.success
+    return result.asset_materializations_for_node(landing_events.op.name)[0]
+
+
 def _build(root: Path, instance: dg.DagsterInstance, *, bad_batch: bool) -> tuple[dict, str | None]:
     frame, _ = generate_events(DemoConfig(start=START, days=DAYS, users=400, events_per_day=2500, seed=11))
     write_history(frame, root / "history", fmt="jsonl")
@@ -52,14 +66,9 @@ def _build(root: Path, instance: dg.DagsterInstance, *, bad_batch: bool) -> tupl
     tags = {"dagster/asset_partition_range_start": _day(0), "dagster/asset_partition_range_end": _day(DAYS - 1)}
     assert dg.materialize([history_events], resources=resources, instance=instance, tags=tags).success
     batch_id = None
-    if bad_batch:  # another producer's users, on two days inside the training window, prices in cents
-        other, _ = generate_events(DemoConfig(start=START, days=DAYS, users=150, events_per_day=900, seed=5))
-        other = other.filter(pl.col("corruption").is_null() & pl.col("timestamp").dt.date().is_in(BAD_DAYS))
-        other = other.with_columns(pl.col("price") * 100, ("b-" + pl.col("user_id").cast(pl.String)).alias("user_id"))
-        write_landing(root / "landing" / "producer-b", "export-0001.jsonl", encode_events(other, "jsonl"))
-        config = {"ops": {landing_events.op.name: {"config": {"files": ["producer-b/export-0001.jsonl"]}}}}
-        result = dg.materialize([landing_events], run_config=config, resources=resources, instance=instance)
-        batch_id = result.asset_materializations_for_node(landing_events.op.name)[0].metadata["batch_ids"].value
+    if bad_batch:
+        write_landing(root / "landing" / "producer-b", "export-0001.jsonl", encode_events(_bad_events(), "jsonl"))
+        batch_id = _ingest(resources, instance, "producer-b/export-0001.jsonl").metadata["batch_ids"].value
         batch_id = batch_id[0] if isinstance(batch_id, list) else str(batch_id).split(",")[0]
     for i in range(DAYS):
         daily = dg.materialize([warehouse_events, training_examples], partition_key=_day(i), resources=resources,
@@ -160,6 +169,20 @@ def test_retracting_the_batch_leaves_the_platform_equal_to_a_run_that_never_rece
     assert champion.version != tainted and champion.data_fingerprint == clean_champion.data_fingerprint
     with resources["lakehouse"].connect() as con:
         assert select_records(con, Selection(batch_ids=(batch_id,))).height == 0
+
+    # No re-run or re-delivery undoes it: the batch run again, and some of its records in a new file.
+    _ingest(resources, instance, "producer-b/export-0001.jsonl")
+    landing = Path(resources["landing"].uri) / "producer-b"
+    write_landing(landing, "export-0002.jsonl", encode_events(_bad_events().head(100), "jsonl"))
+    resent = _ingest(resources, instance, "producer-b/export-0002.jsonl").metadata
+    assert resent["rows_valid"].value == 0 and resent["rows_duplicate"].value == 100
+    assert _events(resources).equals(_events(clean))
+    with resources["lakehouse"].connect() as con:
+        assert warehouse.batch_reconciliation(con, batch_id)["ok"]
+        assert warehouse.scalar(con, RETRACTED_IN_QUARANTINE) == retraction.list_retractions(con)["records"][0]
+    for day in BAD_DAYS:
+        certified = dg.materialize([warehouse_events], partition_key=str(day), resources=resources, instance=instance)
+        assert all(c.passed for c in certified.get_asset_check_evaluations() if c.check_name == "day_reconciles")
 
 
 def test_a_reverted_retraction_restores_the_records_as_they_were(platforms: dict) -> None:

@@ -288,6 +288,12 @@ def _ingest_part(
     conflicts = held.filter(~pl.col("same_content"))
     key = ["source_file", "source_row"]
     valid = result.valid.join(held.select(key), on=key, how="anti") if held.height else result.valid
+    # Records an operator retracted stay out of the validated data. A re-run of their batch counts them
+    # valid, as the first run did (their quarantine rows stay); another batch delivering one again
+    # delivers a duplicate of a record already placed.
+    withheld = batch.retracted_ids(valid)
+    redelivered = withheld.filter(~pl.col("same_batch"))
+    valid = valid.join(redelivered, on="event_id", how="anti") if redelivered.height else valid
     quarantine = pl.concat(
         [result.quarantine, result.conflict_quarantine(conflicts), _rejections_as_quarantine(rejected)]
     )
@@ -295,7 +301,7 @@ def _ingest_part(
     quarantine = quarantine.rename({"counted_date": "event_date"}).select(list(QUARANTINE_SCHEMA))
     repeats = held.filter(pl.col("same_content"))
     earlier = int(repeats["same_batch"].sum())
-    elsewhere = repeats.height - earlier
+    elsewhere = repeats.height - earlier + redelivered.height
     rows_in = result.rows_in + len(rejected)
     duplicates_in_batch = result.duplicates + earlier
     if rows_in != valid.height + quarantine.height + duplicates_in_batch + elsewhere:
@@ -311,7 +317,8 @@ def _ingest_part(
 
     now = dt.datetime.now(dt.UTC)
     stamp = pl.lit(now, dtype=pl.Datetime("us", "UTC"))
-    lake_rows = valid.with_columns(pl.lit(report.batch_id).alias("batch_id"))
+    kept = valid.join(withheld.select("event_id"), on="event_id", how="anti") if withheld.height else valid
+    lake_rows = kept.with_columns(pl.lit(report.batch_id).alias("batch_id"))
     quarantine = quarantine.with_columns(pl.lit(report.batch_id).alias("batch_id"))
     writer.write(lake_rows, quarantine, piece)
     report.seconds["write"] = report.seconds.get("write", 0.0) + time.perf_counter() - clock

@@ -243,8 +243,22 @@ class BatchTransaction:
             # Only a batch with rows pays for a scan of `events`.
             if batch_id in dead or scalar(self.con, "SELECT 1 FROM ingest_batches WHERE batch_id = ?", [batch_id]):
                 for table in BATCH_TABLES:
-                    self.con.sql(f"DELETE FROM {table} WHERE batch_id = ?", params=[batch_id])
+                    _delete_batch_rows(self.con, table, batch_id)
         self.con.sql("DELETE FROM open_batches")
+
+    def retracted_ids(self, valid: pl.DataFrame) -> pl.DataFrame:
+        """The event ids of `valid` that an active retraction holds, and whether this batch delivered them
+        first (`same_batch`): a retraction is an operator's decision that no re-run or re-delivery undoes."""
+        self.con.register("incoming_ids", valid.select("event_id"))
+        try:
+            return self.con.sql(
+                "SELECT i.event_id, r.batch_id = ? AS same_batch FROM incoming_ids i "
+                "JOIN retracted_events r USING (event_id) JOIN retractions a USING (retraction_id) "
+                "WHERE a.status = 'active'",
+                params=[self.batch_id],
+            ).pl()
+        finally:
+            self.con.unregister("incoming_ids")
 
     def held_ids(self, valid: pl.DataFrame) -> pl.DataFrame:
         """Rows of `valid` whose event_id the warehouse already holds, one row each.
@@ -307,8 +321,20 @@ class BatchTransaction:
         if self.checkpointed:
             self.con.sql("BEGIN TRANSACTION")
             for table in ("events", "quarantine", "open_batches"):
-                self.con.sql(f"DELETE FROM {table} WHERE batch_id = ?", params=[self.batch_id])
+                _delete_batch_rows(self.con, table, self.batch_id)
             self.con.sql("COMMIT")
+
+
+def _delete_batch_rows(con: Any, table: str, batch_id: str) -> None:
+    """What a batch attempt wrote to `table` (a name from the code). Its retracted records stay
+    quarantined: they are an operator's decision, which re-running the batch must not undo."""
+    if table == "quarantine":
+        con.sql(
+            "DELETE FROM quarantine WHERE batch_id = ? AND NOT list_contains(reasons, ?)",
+            params=[batch_id, RETRACTED_REASON],
+        )
+    else:
+        con.sql(f"DELETE FROM {table} WHERE batch_id = ?", params=[batch_id])
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import bench_blast_radius
 import bench_drift
 import bench_ingest
 import bench_latency
@@ -40,12 +41,14 @@ SIZES: dict[str, dict[str, list[str]]] = {
         "drift": ["--rows", "500000", "--columns", "15", "--repeats", "3"],
         "training": ["--events", "1120000", "--train-rows", "1000000"],
         "latency": ["--files", "20", "--interval", "4"],
+        "blast_radius": ["--events", "10000000", "--days", "90"],
     },
     "quick": {
         "ingest": ["--events", "20000", "--files", "8", "--validator-rows", "5000"],
         "drift": ["--rows", "20000", "--columns", "15", "--repeats", "1"],
         "training": ["--events", "40000", "--train-rows", "30000"],
         "latency": ["--files", "3", "--interval", "2", "--skip-floor", "--timeout-extra", "60"],
+        "blast_radius": ["--events", "200000", "--days", "30", "--repeats", "1"],
     },
 }
 MODULES: dict[str, Any] = {
@@ -53,6 +56,7 @@ MODULES: dict[str, Any] = {
     "drift": bench_drift,
     "training": bench_training,
     "latency": bench_latency,
+    "blast_radius": bench_blast_radius,
 }
 
 
@@ -205,11 +209,28 @@ def latency_rows(result: dict[str, Any], machine: str) -> list[Row]:
     ]
 
 
+def blast_radius_rows(result: dict[str, Any], machine: str) -> list[Row]:
+    size = f"{result['events']:,} events, {result['days']} days"
+    return [
+        (
+            f"blast radius s, {name} ({size}; {r['records']:,} records, {r['feature_days']} feature days, "
+            f"{r['training_sets']} sets) vs the selection query alone",
+            _num(r["radius_seconds"], 2),
+            _num(r["select_seconds"], 2),
+            _ratio(r["radius_seconds"], r["select_seconds"]),
+            machine,
+        )
+        for name, r in result.items()
+        if isinstance(r, dict)
+    ]
+
+
 ROWS: dict[str, Callable[[dict[str, Any], str], list[Row]]] = {
     "ingest": ingest_rows,
     "drift": drift_rows,
     "training": training_rows,
     "latency": latency_rows,
+    "blast_radius": blast_radius_rows,
 }
 
 
@@ -275,6 +296,10 @@ def markdown(
         "- **latency** (`bench_latency.py`): the real `dagster-daemon` with the platform's workspace, one JSONL file"
         " landing every few seconds, time until its rows are queryable in DuckDB; the floor is a one-op in-process"
         " job started by a sensor under the same daemon settings.",
+        "- **blast radius** (`bench_blast_radius.py`): `blast_radius` on a synthetic DuckDB warehouse with the"
+        " lineage a platform that built it holds (example inputs per feature day, weekly training sets and"
+        " models, daily reports, one lake file per day and batch), for one batch and for a predicate over every"
+        " day; the baseline is the selection query alone, so the ratio is what following the lineage adds.",
         "",
         "Wall time per benchmark (s): " + ", ".join(f"{name} {s:.0f}" for name, s in seconds.items()) + ".",
         "",

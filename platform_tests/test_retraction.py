@@ -7,6 +7,7 @@ and its plan re-materialized, its events, feature days, training set and champio
 """
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from dataplatform.defs.remediation.actions import (
     retract_records_job,
     retraction_sensor,
 )
+from dataplatform.lib import blast_radius as blast_radius_cli
 from dataplatform.lib import featurestore, retraction, warehouse
 from dataplatform.lib.blast_radius import Predicate, Selection, blast_radius, select_records
 from dataplatform.lib.contract import CONTRACT_COLUMNS
@@ -128,6 +130,22 @@ def test_the_blast_radius_of_a_batch_names_everything_built_from_it(platforms: d
     assert f"the champion `{champion.version}` was trained on them" in metadata["report"].value
 
 
+def test_the_cli_answers_the_same_as_json(
+    platforms: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    resources = platforms["dirty"]
+    lakehouse = resources["lakehouse"]
+    monkeypatch.setenv("DP_WAREHOUSE_PATH", lakehouse.warehouse_path)
+    monkeypatch.setenv("DP_LAKE_URI", lakehouse.lake_uri)
+    monkeypatch.setenv("DP_MODELS_URI", resources["models"].root)
+    assert blast_radius_cli.main(["--prefix", "producer-b/", "--where", "price > 0", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["champion_affected"] is True and report["records"] > 1000
+    assert report["model_versions"][0]["version"] == resources["models"].registry().champion().version
+    with pytest.raises(SystemExit):
+        blast_radius_cli.main(["--where", "price > 0; DROP TABLE events"])
+
+
 def test_retracting_the_batch_leaves_the_platform_equal_to_a_run_that_never_received_it(platforms: dict) -> None:
     resources, clean, batch_id, instance = (platforms[k] for k in ("dirty", "clean", "batch_id", "instance"))
     tainted = resources["models"].registry().champion().version
@@ -212,7 +230,7 @@ def test_predicates_are_values_never_sql() -> None:
     assert frame.filter(Predicate.parse("price > 1000").expr())["price"].to_list() == [2000.0]
     assert frame.filter(Predicate.parse("brand = a'; DROP TABLE events; --").expr()).height == 1
     assert frame.filter(Predicate.parse("brand in b,c").expr())["brand"].to_list() == ["b"]
-    for bad in ("price >", "password = x", "1=1; DROP TABLE events", "brand is null x"):
+    for bad in ("price >", "password = x", "1=1; DROP TABLE events", "brand is null x", "price > 1; DROP TABLE x"):
         with pytest.raises(ValueError):
             Predicate.parse(bad)
     with pytest.raises(ValueError, match="at least one"):

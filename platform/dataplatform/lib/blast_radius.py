@@ -75,7 +75,12 @@ class Predicate:
         column, op, value = match.group(1).lower(), match.group(2).lower(), match.group(3)
         if op.startswith("is") != (value == ""):
             raise ValueError(f"{op!r} takes {'no' if op.startswith('is') else 'a'} value: {text!r}")
-        return cls(column, op, value or None)
+        predicate = cls(column, op, value or None)
+        try:
+            predicate.expr()  # the value must read as the column's type
+        except pl.exceptions.PolarsError as exc:
+            raise ValueError(f"{value!r} is not a {PREDICATE_COLUMNS[column]} value for {column}") from exc
+        return predicate
 
     def expr(self) -> pl.Expr:
         col, dtype = pl.col(self.column), PREDICATE_COLUMNS[self.column]

@@ -20,7 +20,7 @@ from dataplatform.defs.monitoring.assets import DRIFT_REPORT, MODEL_PERFORMANCE
 from dataplatform.defs.quality.assets import EVENT_DISTRIBUTIONS, WAREHOUSE_EVENTS
 from dataplatform.defs.quality.plausibility import EVENT_PLAUSIBILITY
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
-from dataplatform.lib import retraction
+from dataplatform.lib import retraction, warehouse
 from dataplatform.lib.blast_radius import Predicate, Selection, blast_radius, parse_moment
 
 BLAST_RADIUS = dg.AssetKey(["remediation", "blast_radius"])
@@ -39,6 +39,11 @@ class SelectionConfig(dg.Config):
     since: str | None = None  # ISO-8601 timestamp; no offset means UTC
     until: str | None = None
     where: list[str] = Field(default_factory=list)  # e.g. "price > 1000", "event_type = purchase", "brand in a,b"
+
+    def given(self) -> bool:
+        return bool(
+            self.batch_ids or self.source_pattern or self.landing_prefix or self.since or self.until or self.where
+        )
 
     def selection(self) -> Selection:
         return Selection(
@@ -68,8 +73,9 @@ class RevertConfig(dg.Config):
     description=(
         "What a selection of events touched: records per day and batch, lake files, certified days, feature days "
         "(with the later days whose lookback reached them), training sets, model versions, whether the champion "
-        "is one, and the drift and performance reports. Materialize it from the launchpad with a selection; the "
-        "report is this materialization's metadata. CLI: `python -m dataplatform.lib.blast_radius`."
+        "is one, and the drift and performance reports. Materialize it from the launchpad with a selection "
+        "(without one: the latest ingested batch); the report is this materialization's metadata. CLI: "
+        "`python -m dataplatform.lib.blast_radius`."
     ),
     kinds={"duckdb"},
     owners=OWNERS,
@@ -81,8 +87,13 @@ def blast_radius_report(
     registry = models.registry()
     champion = registry.champion()
     with lakehouse.connect() as con:
+        latest = warehouse.scalar(con, "SELECT batch_id FROM ingest_batches ORDER BY committed_at DESC")
+        if not config.given() and latest is None:
+            return dg.MaterializeResult(metadata={"selection": "none", "status": "no batch ingested yet"})
+        # Without a selection: what did the latest batch touch?
+        selection = config.selection() if config.given() else Selection(batch_ids=(latest,))
         report = blast_radius(
-            con, lakehouse.lake(), config.selection(), registry.list_versions(), champion.version if champion else None
+            con, lakehouse.lake(), selection, registry.list_versions(), champion.version if champion else None
         )
     return dg.MaterializeResult(
         metadata={

@@ -165,7 +165,11 @@ def test_retracting_the_batch_leaves_the_platform_equal_to_a_run_that_never_rece
         assert warehouse.scalar(con, RETRACTED_IN_QUARANTINE) == rows["records"][0]
     # The sensor turns the plan into one backfill of the affected partitions, retraining included.
     with dg.build_sensor_context(instance=instance, resources=resources, repository_def=_repository()) as context:
-        result = retraction_sensor(context)
+        result = retraction_sensor.evaluate_tick(context)  # as the daemon does: backfill requests validated
+    with dg.build_sensor_context(
+        instance=instance, resources=resources, repository_def=_repository(), cursor=result.cursor
+    ) as context:
+        assert not retraction_sensor.evaluate_tick(context).run_requests  # a plan is launched once
     assert len(result.run_requests) == 1
     subset = result.run_requests[0].asset_graph_subset
     assert subset is not None and set(subset.non_partitioned_asset_keys) == set(RETRAIN_ASSETS)

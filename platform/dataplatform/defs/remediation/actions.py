@@ -168,6 +168,7 @@ def plan_subset(plan: dict, asset_graph: object) -> AssetGraphSubset:
 
 
 @dg.sensor(
+    asset_selection=[*EVENT_DAY_ASSETS, *FEATURE_DAY_ASSETS, *RETRAIN_ASSETS],
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Turns each new retraction or revert plan (lake `_retractions/*.plan.json`) into one backfill of "

@@ -29,7 +29,8 @@ from dataplatform.defs.ingestion.assets import history_events
 from dataplatform.defs.ml.assets import challenger_model, champion_model, training_set
 from dataplatform.defs.ml.automation import drift_retraining_sensor
 from dataplatform.defs.monitoring.assets import drift_report, model_performance
-from dataplatform.defs.quality.assets import warehouse_events
+from dataplatform.defs.quality.assets import event_distributions, warehouse_events
+from dataplatform.defs.quality.plausibility import event_plausibility
 from dataplatform.lib import featurestore
 from dataplatform.lib.demo import DemoConfig, generate_events, write_history
 from dataplatform.lib.training import evaluate
@@ -40,6 +41,8 @@ DAYS = 98  # 14 weeks
 FIRST_TRAINING_DAY = 44  # after the 28-day feature windows have filled up
 DRIFT_START_DAY = 56
 RETRAIN = [training_set, challenger_model, champion_model]
+# What the nightly schedules build each day; with the quality tiers on, a gradual drift must still train.
+DAILY = [warehouse_events, event_plausibility, event_distributions, training_examples]
 SCENARIO_TIMEOUT_SECONDS = 40 * 60
 
 
@@ -96,7 +99,7 @@ def run_scenario(
         for i in range(days):
             day = START + dt.timedelta(i)
             result.days.append(str(day))
-            materialize_or_fail([warehouse_events, training_examples], resources, instance, partition_key=str(day))
+            materialize_or_fail(DAILY, resources, instance, partition_key=str(day))
             if i == FIRST_TRAINING_DAY:
                 materialize_or_fail(RETRAIN, resources, instance)
                 fixed_version = resources["models"].registry().champion().version

@@ -185,10 +185,12 @@ def _files_frame(read: _ReadBatch, batch_id: str, now: dt.datetime) -> pl.DataFr
             "batch_id": [batch_id] * len(rows),
             "status": [status for _, _, status in rows],
             "recorded_at": [now] * len(rows),
+            "landed_at": [dt.datetime.fromtimestamp(f.modified, dt.UTC) for f, _, _ in rows],
         },
         schema={
             "source_file": pl.String, "identity": pl.String, "content_sha256": pl.String, "size_bytes": pl.Int64,
             "batch_id": pl.String, "status": pl.String, "recorded_at": pl.Datetime("us", "UTC"),
+            "landed_at": pl.Datetime("us", "UTC"),
         },
     )  # fmt: skip
 

@@ -80,8 +80,10 @@ CREATE TABLE IF NOT EXISTS ingested_files (
     size_bytes BIGINT NOT NULL,
     batch_id VARCHAR NOT NULL,
     status VARCHAR NOT NULL,  -- ingested | redelivered | rejected
-    recorded_at TIMESTAMPTZ NOT NULL
+    recorded_at TIMESTAMPTZ NOT NULL,
+    landed_at TIMESTAMPTZ  -- when the file landed (its modification time), for plausibility of arrival
 );
+ALTER TABLE ingested_files ADD COLUMN IF NOT EXISTS landed_at TIMESTAMPTZ;
 CREATE TABLE IF NOT EXISTS daily_event_profile (
     event_date DATE PRIMARY KEY,
     events BIGINT NOT NULL,
@@ -429,3 +431,20 @@ def scalar(con: Any, sql: str, params: list[Any] | None = None) -> Any:
 def table_counts(con: Any) -> dict[str, int]:
     tables = ("events", "quarantine", "ingest_batches", "ingested_files")
     return {name: scalar(con, f"SELECT count(*) FROM {name}") for name in tables}
+
+
+def stream_arrivals(con: Any, batch_ids: Sequence[str]) -> pl.DataFrame:
+    """When each file of the streamed batches among `batch_ids` landed: batch_id, source_file, arrived_at."""
+    con.register("wanted_batches", pl.DataFrame({"batch_id": list(batch_ids)}, schema={"batch_id": pl.String}))
+    try:
+        return con.sql(
+            """
+            SELECT f.batch_id, f.source_file, max(f.landed_at) AS arrived_at
+            FROM ingested_files f JOIN ingest_batches b USING (batch_id)
+            WHERE b.mode = 'stream' AND f.status = 'ingested' AND f.landed_at IS NOT NULL
+              AND f.batch_id IN (SELECT batch_id FROM wanted_batches)
+            GROUP BY ALL
+            """
+        ).pl()
+    finally:
+        con.unregister("wanted_batches")

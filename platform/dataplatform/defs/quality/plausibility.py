@@ -25,7 +25,9 @@ EVENT_PLAUSIBILITY = dg.AssetKey(["quality", "event_plausibility"])
         "Records that pass the contract but not what history says about their entity: a price far from the "
         "product's typical price (price:implausible), a user with more events in a day than history's ceiling "
         "(user_id:implausible_rate), a purchase with no earlier view or cart of the product "
-        "(purchase:no_prior_interaction). Bands are learned from the previous "
+        "(purchase:no_prior_interaction), a record repeating an earlier one a whole number of days later under "
+        "another id (record:replayed), a streamed record whose timestamp is far from when its file landed "
+        "(timestamp:far_from_arrival). Bands are learned from the previous "
         f"{PROFILE_HISTORY_DAYS} days, suspect days left out. Suspect records stay in `events` and are listed in "
         "table `suspect_events` (view `suspect_reasons` by day and reason); they count towards the day's "
         "corruption share that `ml/training_set` keeps out of training."
@@ -55,6 +57,10 @@ def event_plausibility(context: dg.AssetExecutionContext, lakehouse: LakehouseRe
                 dg.AssetCheckResult(check_name="records_plausible", passed=True, metadata={"status": "no data"})
             ],
         )
+    with lakehouse.connect() as con:
+        batches = pl.concat([current["batch_id"], history["batch_id"]]).unique()
+        arrivals = warehouse.stream_arrivals(con, batches.to_list())
+    current, history = plausibility.with_arrival(current, arrivals), plausibility.with_arrival(history, arrivals)
     bands = plausibility.learn_bands(history)
     judged = plausibility.judge(current, history, bands)
     now = dt.datetime.now(dt.UTC)

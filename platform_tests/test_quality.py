@@ -274,6 +274,28 @@ def test_an_abrupt_short_shift_is_suspect_and_a_lasting_or_gradual_one_is_not() 
     assert "7 < 14 days" in suspect[start + dt.timedelta(days=3)]
 
 
+def test_an_abrupt_volume_flood_makes_its_day_suspect_and_the_days_around_it_stay_clean(
+    tmp_path: Path, resources: dict
+) -> None:
+    # Bot traffic: every view of the day sent three more times under new ids (each copy passes the contract).
+    config = DemoConfig(start=dt.date(2026, 3, 1), days=11, users=300, events_per_day=1500, seed=3)
+    frame, _ = generate_events(config)
+    flood_day = config.dates[8]
+    views = frame.filter((pl.col("timestamp").dt.date() == flood_day) & (pl.col("event_type") == "view"))
+    copies = [views.with_columns((f"bot{n}-" + pl.col("event_id")).alias("event_id")) for n in range(3)]
+    write_history(pl.concat([frame, *copies]), tmp_path / "history", fmt="jsonl")
+    days = [str(d) for d in config.dates]
+    materialize_days(resources, days, history_events, warehouse_events)
+    with resources["lakehouse"].connect(read_only=True) as con:
+        suspect = suspects.suspect_days(con, config.start, config.dates[-1] + dt.timedelta(days=1))
+        scores = dict(
+            con.sql("SELECT measure, score FROM daily_volume WHERE event_date = ?", params=[flood_day]).fetchall()
+        )
+    assert list(suspect) == [flood_day], suspect
+    assert "volume:events_view: abrupt shift" in suspect[flood_day]
+    assert scores["events_view"] >= suspects.ABRUPT_SCORE and scores["events_purchase"] < 1
+
+
 def test_implausible_records_of_a_day_are_listed_with_reasons_and_judging_again_replaces_them(
     tmp_path: Path, resources: dict
 ) -> None:

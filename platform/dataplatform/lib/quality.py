@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
+from typing import Any
 
 import numpy as np
 import pandera.polars as pa
@@ -109,17 +110,49 @@ def weekday_factors(days: Sequence[dt.date], values: Sequence[float]) -> dict[in
 
 
 def weekday_adjusted_band(
-    days: Sequence[dt.date], values: Sequence[float], day: dt.date, *, min_relative_width: float
+    days: Sequence[dt.date], values: Sequence[float], day: dt.date, *, min_relative_width: float, counts: bool = False
 ) -> tuple[Band | None, float]:
     """(band for `day`'s weekday-adjusted value, `day`'s weekday factor): judge value / factor against it.
 
-    The band's width never falls below `min_relative_width` of the adjusted median.
+    The band's spread never falls below `min_relative_width` of the adjusted median, nor, for `counts`,
+    below their Poisson noise (the square root of the median): a few days of a rare event type would
+    otherwise learn a band that its own chance variation leaves.
     """
     factors = weekday_factors(days, values)
     adjusted = [v / factors.get(d.isoweekday(), 1.0) for d, v in zip(days, values, strict=True)]
     median = float(np.median(adjusted)) if adjusted else 0.0
-    band = learned_band(adjusted, min_width=min_relative_width * median, floor=0.0)
+    min_width = max(min_relative_width * median, math.sqrt(median) if counts else 0.0)
+    band = learned_band(adjusted, min_width=min_width, floor=0.0)
     return band, factors.get(day.isoweekday(), 1.0)
+
+
+def volume_table(
+    profile: Mapping[str, Any], history: pl.DataFrame, day: dt.date, *, min_relative_width: float
+) -> pl.DataFrame:
+    """Each volume measure of `day` (profile keys `events*`) against its weekday-adjusted band learned
+    from `history` (daily profiles): value, low, high, weekday_factor, status and score, the distance
+    from the band's centre in half-widths of the band (1 at its edge; null without a band)."""
+    rows = []
+    for measure in [c for c in profile if c.startswith("events")]:
+        past = history[measure].cast(pl.Float64).to_list() if history.height else []
+        days = history["event_date"].to_list() if history.height else []
+        band, factor = weekday_adjusted_band(days, past, day, min_relative_width=min_relative_width, counts=True)
+        adjusted = profile[measure] / factor
+        half_width = band.high - band.center if band else 0.0
+        rows.append(
+            {
+                "measure": measure,
+                "value": profile[measure],
+                "low": band.low * factor if band else None,
+                "high": band.high * factor if band else None,
+                "weekday_factor": factor,
+                "status": (band.status(adjusted) if band else BandStatus.NO_HISTORY).value,
+                "score": abs(adjusted - band.center) / half_width if band and half_width > 0 else None,
+            }
+        )
+    schema = {"measure": pl.String, "value": pl.Float64, "low": pl.Float64, "high": pl.Float64,
+              "weekday_factor": pl.Float64, "status": pl.String, "score": pl.Float64}  # fmt: skip
+    return pl.DataFrame(rows, schema=schema)
 
 
 @dataclass(frozen=True)

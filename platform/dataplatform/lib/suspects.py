@@ -1,13 +1,18 @@
 """Suspect days: days whose data passed the contract but look corrupted rather than drifted.
 
-A day is suspect when `quality/event_distributions` flagged a shift that began abruptly and did
-not persist (:func:`transient_shift_days`):
+A day is suspect when `quality/event_distributions` flagged a shift of a column, or `warehouse/events`
+a volume anomaly (events of the day or of one type outside its weekday-adjusted band), that began
+abruptly and did not persist (:func:`transient_shift_days`):
 
 * abrupt: on the first day of a column's run of flagged days, its effect was at least
-  :data:`ABRUPT_SCORE` times its learned threshold. A producer's unit switch or relabelling moves
-  its share of records at once; drift builds up and crosses its threshold gently.
+  :data:`ABRUPT_SCORE` times its learned threshold (for a volume: its distance from the band's centre
+  at least that many times the band's half-width, 9 robust sd). A producer's unit switch,
+  relabelling or flood moves its share of records at once; drift builds up and crosses its threshold
+  gently.
 * not persisted: the column's run of consecutive flagged days is shorter than
-  :data:`SHIFT_PERSIST_DAYS`.
+  :data:`SHIFT_PERSIST_DAYS`. The run ends when the days after it are no longer flagged against
+  the days before it (suspect days stay out of their reference), so "transient" is judged against
+  both sides once the days after exist.
   A shift that lasts is the new normal, and must train (that is what retraining is for).
 
 Suspect days stay out of every training set and holdout, and out of the tier-2 reference and
@@ -79,11 +84,15 @@ def transient_shift_days(
 
 def flagged_days(con: Any, since: dt.date, until: dt.date) -> dict[str, dict[dt.date, float]]:
     """Per column, the days in [since, until) that `quality/event_distributions` flagged it, with its
-    effect as a multiple of its threshold."""
+    effect as a multiple of its threshold; and per volume measure (`volume:<measure>`), the days
+    `warehouse/events` found it outside its band, with its distance from the band's centre in
+    half-widths of the band."""
     rows = con.execute(
         "SELECT column_name, event_date, effect_size / threshold FROM distribution_drift "
-        "WHERE dataset = 'events' AND drifted AND threshold > 0 AND event_date >= ? AND event_date < ?",
-        [since, until],
+        "WHERE dataset = 'events' AND drifted AND threshold > 0 AND event_date >= ? AND event_date < ? "
+        "UNION ALL SELECT 'volume:' || measure, event_date, score FROM daily_volume "
+        "WHERE score > 1 AND event_date >= ? AND event_date < ?",
+        [since, until, since, until],
     ).fetchall()
     out: dict[str, dict[dt.date, float]] = {}
     for column, day, score in rows:

@@ -134,6 +134,13 @@ CREATE TABLE IF NOT EXISTS daily_plausibility (
     bands_version VARCHAR NOT NULL,
     judged_at TIMESTAMPTZ NOT NULL
 );
+-- Each finished day's volumes against their weekday-adjusted bands (warehouse/events' volume_in_band);
+-- an abrupt, transient volume anomaly makes a day suspect (lib/suspects.py).
+CREATE TABLE IF NOT EXISTS daily_volume (
+    event_date DATE NOT NULL, measure VARCHAR NOT NULL, value DOUBLE NOT NULL, low DOUBLE, high DOUBLE,
+    weekday_factor DOUBLE NOT NULL, status VARCHAR NOT NULL, score DOUBLE, judged_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (event_date, measure)
+);
 -- Suspect days an operator accepted (lib/suspects.py): who, when and why.
 CREATE TABLE IF NOT EXISTS accepted_days (
     event_date DATE PRIMARY KEY, accepted_by VARCHAR NOT NULL, accepted_at TIMESTAMPTZ NOT NULL,

@@ -26,7 +26,7 @@ from dataplatform.lib.quality import (
     learned_band,
     markdown_table,
     quarantine_failures,
-    weekday_adjusted_band,
+    volume_table,
 )
 from dataplatform.lib.suspects import REFERENCE_DAYS, SHIFT_PERSIST_DAYS, suspect_days
 
@@ -98,26 +98,17 @@ def _band_check(name: str, value: float, history: list[float], **band_args: Any)
     )
 
 
-def _volume_check(profile: dict[str, Any], history: pl.DataFrame, day: dt.date) -> dg.AssetCheckResult:
-    """Each volume against a band learned on weekday-adjusted history (the band shown in today's units)."""
-    measures = [c for c in profile if c.startswith("events")]
-    rows = []
-    for measure in measures:
-        past = history[measure].cast(pl.Float64).to_list() if history.height else []
-        days = history["event_date"].to_list() if history.height else []
-        band, today = weekday_adjusted_band(days, past, day, min_relative_width=VOLUME_MIN_RELATIVE_SPREAD)
-        status = band.status(profile[measure] / today) if band else BandStatus.NO_HISTORY
-        rows.append(
-            {
-                "measure": measure,
-                "value": profile[measure],
-                "low": band.low * today if band else None,
-                "high": band.high * today if band else None,
-                "weekday_factor": today,
-                "status": status.value,
-            }
+def _volume_check(con: Any, profile: dict[str, Any], history: pl.DataFrame, day: dt.date) -> dg.AssetCheckResult:
+    """Each volume against a band learned on weekday-adjusted history (the band shown in today's units).
+    A finished day's judgement is kept in `daily_volume`, where lib/suspects reads volume anomalies."""
+    table = volume_table(profile, history, day, min_relative_width=VOLUME_MIN_RELATIVE_SPREAD)
+    if day < dt.datetime.now(dt.UTC).date():  # today is still filling: its low volume is no anomaly
+        warehouse.replace_day(
+            con,
+            "daily_volume",
+            day,
+            table.with_columns(event_date=pl.lit(day), judged_at=pl.lit(dt.datetime.now(dt.UTC))),
         )
-    table = pl.DataFrame(rows)
     outside = table.filter(pl.col("status").is_in([BandStatus.LOW.value, BandStatus.HIGH.value, "far_high"]))
     return dg.AssetCheckResult(
         check_name="volume_in_band",
@@ -192,6 +183,7 @@ def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
             pl.DataFrame([{"event_date": day, **profile, "profiled_at": dt.datetime.now(dt.UTC)}]),
             ["event_date"],
         )
+        volume = _volume_check(con, profile, history, day)
 
     failing_batches = [b for b in batches if not b["ok"]]
     quarantine_contract = check_contract(quarantine, model=QuarantineRecord, id_column="source_file")
@@ -238,7 +230,7 @@ def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
             min_width=QUARANTINE_RATE_MIN_SPREAD,
             floor=0.0,
         ),
-        _volume_check(profile, history, day),
+        volume,
     ]
     _record_certification(lakehouse, day, events, checks)
     context.log.info(f"{day}: {profile}")

@@ -1,8 +1,10 @@
 """Silent corruption inside the first training window, through the platform's real Dagster assets.
 
-Two streams from the same generated world: one with about 15 % of the records of several days
-inside the first training window silently corrupted (one kind a day, `lib/demo/silent.py`; every
-record still passes the event contract), one without. Each day is certified, judged for
+Streams from the same generated world: one without corruption, and for each author of corruption
+one with about 15 % of the records of several days inside the first training window silently
+corrupted (one kind a day; every record still passes the event contract). The first author is the
+platform's own `lib/demo/silent.py`; the second, `platform_tests/silent_second_author.py`, was
+written by someone who had not seen the detectors. Each day is certified, judged for
 plausibility, compared with its reference (tier 2) and turned into examples, as the schedules do;
 then the first model trains. The figures: which days the platform marks suspect and why, which
 days the training gate leaves out, whether any training set holds a corrupted day, the share of
@@ -21,6 +23,7 @@ import json
 import multiprocessing
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+import silent_second_author
 from dataplatform.defs.features.assets import training_examples
 from dataplatform.defs.ingestion.assets import history_events
 from dataplatform.defs.ml.assets import challenger_model, champion_model, training_set
@@ -38,6 +42,13 @@ from dataplatform.lib.demo import DemoConfig, generate_events, write_history
 from dataplatform.lib.demo.silent import SilentKind, inject_silent
 from factories import local_resources
 from scenario_loop import materialize_or_fail
+
+# Who wrote the corruption: the platform's own kinds (lib/demo/silent.py), or a second author who never
+# saw the detectors (platform_tests/silent_second_author.py).
+AUTHORS: dict[str, tuple[Callable[..., pl.DataFrame], tuple[str, ...]]] = {
+    "first": (inject_silent, tuple(SilentKind)),
+    "second": (silent_second_author.inject, silent_second_author.KINDS),
+}
 
 START = dt.date(2026, 1, 5)
 RETRAIN = [training_set, challenger_model, champion_model]
@@ -53,7 +64,7 @@ def scales() -> dict[str, dict[str, Any]]:
 
 
 def run_stream(
-    root: Path, *, corrupted: list[int], days: int, events_per_day: int, users: int, kinds: list[str]
+    root: Path, *, corrupted: list[int], days: int, events_per_day: int, users: int, author: str, kinds: list[str]
 ) -> dict[str, Any]:
     """One stream up to its first training; `corrupted` day indexes get silent corruption."""
     started = time.perf_counter()
@@ -61,7 +72,8 @@ def run_stream(
     frame, _ = generate_events(DemoConfig(start=START, days=days, users=users, events_per_day=events_per_day, seed=21))
     frame = frame.filter(pl.col("corruption").is_null())  # the contract's corruption is another test's business
     bad_days = [START + dt.timedelta(days=i) for i in corrupted]
-    frame = inject_silent(frame, bad_days, kinds=kinds, seed=3) if bad_days else frame.with_columns(silent=None)
+    inject = AUTHORS[author][0]
+    frame = inject(frame, bad_days, kinds=kinds, seed=3) if bad_days else frame.with_columns(silent=None)
     write_history(frame.drop("silent"), root / "history", fmt="parquet")
     resources = local_resources(root)
     with dg.instance_for_test() as instance:
@@ -93,6 +105,7 @@ def run_stream(
         "auc": card.metrics["holdout"]["auc"] if card else None,
         "auc_ci": card.metrics["holdout"]["auc_ci"] if card else None,
         "detection": detection(truth, marked, bad_days, events_per_day_held),
+        "kind_of_day": {str(d): kinds[i % len(kinds)] for i, d in enumerate(sorted(bad_days))},
         "seconds": round(time.perf_counter() - started),
     }
 
@@ -119,23 +132,37 @@ def detection(
     }
 
 
-def run_pair(root: Path, scale: str, kinds: list[str]) -> dict[str, Any]:
-    """The corrupted stream and its clean twin, one process each (spawned: see scenario_loop.run_both)."""
+def run_streams(root: Path, scale: str, authors: list[str], kinds: list[str] | None = None) -> dict[str, Any]:
+    """The clean stream and one corrupted twin per author, two processes at a time (spawned: see
+    scenario_loop.run_both). `kinds` defaults to all of each author's."""
     options = dict(scales()[scale])
     corrupted = options.pop("corrupted")
     with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        dirty = pool.submit(run_stream, root / "corrupted", corrupted=corrupted, kinds=kinds, **options)
-        clean = pool.submit(run_stream, root / "clean", corrupted=[], kinds=kinds, **options)
-        return {"scale": scale, "corrupted": dirty.result(timeout=3600), "clean": clean.result(timeout=3600)}
+        clean = pool.submit(run_stream, root / "clean", corrupted=[], author=authors[0], kinds=[], **options)
+        dirty = {
+            author: pool.submit(
+                run_stream, root / author, corrupted=corrupted, author=author,
+                kinds=list(kinds or AUTHORS[author][1]), **options,
+            )
+            for author in authors
+        }  # fmt: skip
+        return {
+            "scale": scale,
+            "clean": clean.result(timeout=3600),
+            **{author: {"kinds": list(kinds or AUTHORS[author][1]), **run.result(timeout=3600)}
+               for author, run in dirty.items()},
+        }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("test-artifacts/corruption"))
     parser.add_argument("--scale", choices=sorted(scales()), default="full")
-    parser.add_argument("--kinds", default=",".join(SilentKind), help="comma-separated silent kinds, one per day")
+    parser.add_argument("--authors", default=",".join(AUTHORS), help="who wrote the corruption (comma-separated)")
+    parser.add_argument("--kinds", help="comma-separated silent kinds, one per day (default: all of each author's)")
     args = parser.parse_args(argv)
-    figures = run_pair(args.out / "work", args.scale, args.kinds.split(","))
+    kinds = args.kinds.split(",") if args.kinds else None
+    figures = run_streams(args.out / "work", args.scale, args.authors.split(","), kinds)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "figures.json").write_text(json.dumps(figures, indent=1, default=str))
     print(json.dumps(figures, indent=1, default=str))

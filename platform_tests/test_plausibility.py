@@ -65,6 +65,18 @@ def test_swapped_product_ids_a_kind_no_rule_was_written_for_are_mostly_caught(st
     assert len(marked - bad) <= 0.002 * today.height
 
 
+def test_a_session_far_longer_than_any_in_history_is_implausible(stream: tuple) -> None:
+    # A scraper behind one real user's cookie: 300 views in one session, over the whole day.
+    history, today, bands = stream
+    assert 5 < bands.session_day_ceiling < 300
+    views = today.filter(pl.col("event_type") == "view").head(300)
+    scraper = views.with_columns(
+        ("scrape-" + pl.col("event_id")).alias("event_id"), pl.lit("scraper-session").alias("session_id")
+    )
+    marked = _marked(pl.concat([today, scraper]), history, bands)
+    assert marked[plausibility.REASON_SESSION_RATE] == set(scraper["event_id"])
+
+
 def test_a_purchase_of_a_product_the_user_never_touched_is_implausible(stream: tuple) -> None:
     history, today, bands = stream
     purchases = today.filter(pl.col("event_type") == "purchase").head(20)

@@ -11,7 +11,7 @@ figures), never a fixed limit per field:
   product seen at one price would otherwise flag any change) nor below :data:`MIN_LOG_SPREAD`.
 * ``user_id:implausible_rate``: the user has more events on the day than the ceiling learned from
   history's user-days (median + ``k`` robust sd of log counts, and never below the busiest
-  user-day history holds).
+  user-day history holds); ``session_id:implausible_rate``, the same of a session's events on a day.
 * ``category:implausible``, ``brand:implausible``: the record names another category (brand) for
   its product than the one history holds for it (the product's most frequent value). Active per
   column only when history shows products keep it (at least :data:`ATTRIBUTE_RULE_MIN_SHARE` of its
@@ -54,6 +54,7 @@ ARRIVAL_K = 6.0  # the far band, as for prices: a lag this far out is not a slow
 ARRIVAL_QUANTILE = 0.999  # the arrival ceiling never cuts into the lags history itself holds
 REASON_PRICE = "price:implausible"
 REASON_RATE = "user_id:implausible_rate"
+REASON_SESSION_RATE = "session_id:implausible_rate"
 REASON_SEQUENCE = "purchase:no_prior_interaction"
 REASON_REPLAY = "record:replayed"
 REASON_ARRIVAL = "timestamp:far_from_arrival"
@@ -68,6 +69,7 @@ class PlausibilityBands:
     attributes: pl.DataFrame  # product_id and its usual value of each ATTRIBUTE_COLUMNS
     attribute_shares: dict[str, float]  # per attribute, share of history's records agreeing with their product's
     user_day_ceiling: float
+    session_day_ceiling: float
     sequence_share: float  # share of history's purchases with an earlier view or cart
     replay_share: float  # share of history's records that repeat an earlier one
     arrival_ceiling: float | None  # seconds between timestamp and landing; None: too few streamed records
@@ -91,7 +93,7 @@ class PlausibilityBands:
         digest.update(self.prices.sort("product_id").write_csv().encode())
         digest.update(self.attributes.sort("product_id").write_csv().encode())
         digest.update(
-            f"{self.user_day_ceiling:.6g}|{self.sequence_share:.6g}|{self.replay_share:.6g}|{self.arrival_ceiling}".encode()
+            f"{self.user_day_ceiling:.6g}|{self.session_day_ceiling:.6g}|{self.sequence_share:.6g}|{self.replay_share:.6g}|{self.arrival_ceiling}".encode()
         )
         return digest.hexdigest()[:16]
 
@@ -101,6 +103,7 @@ class PlausibilityBands:
             "products": self.prices.height,
             "median_price_band_factor": round(float((PRICE_K * self.prices["log_spread"]).exp().median() or 0), 3),
             "user_day_ceiling": round(self.user_day_ceiling, 1),
+            "session_day_ceiling": round(self.session_day_ceiling, 1),
             "purchases_with_prior_interaction": round(self.sequence_share, 4),
             "sequence_rule": self.sequence_rule,
             **{f"{c}_agreeing_with_its_product": round(share, 4) for c, share in self.attribute_shares.items()},
@@ -124,19 +127,15 @@ def learn_bands(history: pl.DataFrame) -> PlausibilityBands:
         pl.col("log_price").median().alias("log_center"),
         (MAD_TO_SD * pl.col("deviation").median()).clip(lower_bound=floor).alias("log_spread"),
     )
-    user_days = history.group_by("user_id", "event_date").len()["len"].cast(pl.Float64)
-    ceiling = float("inf")
-    if user_days.len():
-        logs = user_days.log()
-        center = float(logs.median() or 0.0)
-        spread = MAD_TO_SD * float((logs - center).abs().median() or 0.0)
-        ceiling = max(float(user_days.max() or 0.0), math.exp(center + RATE_K * spread))
     attributes, attribute_shares = _usual_attributes(history)
     return PlausibilityBands(
         prices=prices,
         attributes=attributes,
         attribute_shares=attribute_shares,
-        user_day_ceiling=ceiling,
+        user_day_ceiling=_count_ceiling(history.group_by("user_id", "event_date").len()["len"]),
+        session_day_ceiling=_count_ceiling(
+            history.filter(pl.col("session_id").is_not_null()).group_by("session_id", "event_date").len()["len"]
+        ),
         sequence_share=_share_with_prior_interaction(history),
         replay_share=_replayed(history, history.clear()).len() / max(history.height, 1),
         arrival_ceiling=_arrival_ceiling(history),
@@ -183,17 +182,32 @@ def _arrival_ceiling(history: pl.DataFrame) -> float | None:
     return max(center + ARRIVAL_K * spread, 2.0 * float(lags.quantile(ARRIVAL_QUANTILE) or 0.0))
 
 
+def _count_ceiling(counts: pl.Series) -> float:
+    """A ceiling on a heavy-tailed count (events of a user or a session in a day): median + RATE_K robust sd
+    of the log counts, never below the largest count history holds. Infinite without history."""
+    if not counts.len():
+        return float("inf")
+    logs = counts.cast(pl.Float64).log()
+    center = float(logs.median() or 0.0)
+    spread = MAD_TO_SD * float((logs - center).abs().median() or 0.0)
+    return max(float(counts.max() or 0.0), math.exp(center + RATE_K * spread))
+
+
 def judge(events: pl.DataFrame, history: pl.DataFrame, bands: PlausibilityBands) -> pl.DataFrame:
     """The day's implausible records: event_id and their reason codes (only records with one)."""
     judged = events.join(bands.prices, on="product_id", how="left")
     judged = judged.join(bands.attributes, on="product_id", how="left", suffix="_usual").with_columns(
-        pl.len().over("user_id", "event_date").alias("user_day_events")
+        pl.len().over("user_id", "event_date").alias("user_day_events"),
+        pl.len().over("session_id", "event_date").alias("session_day_events"),
     )
     price = pl.col("price") > 0
     price_far = (pl.col("price").log() - pl.col("log_center")).abs() > PRICE_K * pl.col("log_spread")
     reasons = [
         pl.when(price & price_far.fill_null(False)).then(pl.lit(REASON_PRICE)),
         pl.when(pl.col("user_day_events") > bands.user_day_ceiling).then(pl.lit(REASON_RATE)),
+        pl.when(pl.col("session_id").is_not_null() & (pl.col("session_day_events") > bands.session_day_ceiling)).then(
+            pl.lit(REASON_SESSION_RATE)
+        ),
         *(
             pl.when((pl.col(c) != pl.col(f"{c}_usual")).fill_null(False)).then(pl.lit(f"{c}:implausible"))
             for c in bands.attribute_rules

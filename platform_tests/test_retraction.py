@@ -166,6 +166,7 @@ def test_retracting_the_batch_leaves_the_platform_equal_to_a_run_that_never_rece
         rows = retraction.list_retractions(con)
         assert rows.height == 1 and rows["status"][0] == "active" and rows["retracted_by"][0] == "test"
         assert warehouse.scalar(con, RETRACTED_IN_QUARANTINE) == rows["records"][0]
+        records = rows["records"][0]
     # The sensor turns the plan into one backfill of the affected partitions, retraining included.
     with dg.build_sensor_context(instance=instance, resources=resources, repository_def=_repository()) as context:
         result = retraction_sensor.evaluate_tick(context)  # as the daemon does: backfill requests validated
@@ -189,7 +190,7 @@ def test_retracting_the_batch_leaves_the_platform_equal_to_a_run_that_never_rece
         assert dg.materialize([training_examples], partition_key=day, resources=resources, instance=instance).success
     assert dg.materialize(RETRAIN, resources=resources, instance=instance).success
     backfill_seconds, feature_days = time.perf_counter() - started, len(partitions[FEATURE_DAY_ASSETS[0]])
-    print(f"retraction of {outcome.records:,} records: retract_records_job {retract_seconds:.1f} s, its backfill "
+    print(f"retraction of {records:,} records: retract_records_job {retract_seconds:.1f} s, its backfill "
           f"(in process, {feature_days} feature days and a retrain) {backfill_seconds:.1f} s")  # fmt: skip
 
     assert _events(resources).equals(_events(clean))

@@ -21,6 +21,7 @@ from types import FrameType
 
 from dataplatform.lib.demo.generator import (
     ALL_KINDS,
+    DRIFT_KINDS,
     FORMATS,
     CorruptionKind,
     CorruptionReport,
@@ -165,6 +166,12 @@ def _realism_options() -> argparse.ArgumentParser:
         default=7,
         help="days from drift start to full strength (0 = a sudden step)",
     )
+    drift.add_argument(
+        "--drift-kind",
+        choices=DRIFT_KINDS,
+        default="mixed",
+        help="mixed: prices, category mix, sessions and the purchase relation; concept: the purchase relation only",
+    )
 
     out = common.add_argument_group("output")
     out.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
@@ -268,6 +275,7 @@ def _config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> DemoCo
             drift_start=args.drift_start,
             drift_strength=args.drift_strength,
             drift_ramp_days=args.drift_ramp_days,
+            drift_kind=args.drift_kind,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -8,7 +8,8 @@ funnel whose odds depend on those habits and product features, so the purchase l
 learnable. Daily and weekly seasonality shape the volume; an optional drift gradually changes
 prices, the category mix, funnel rates, session lengths and the purchase relationship (taste
 matters less and users trade up: the price effect reverses, so a model trained before the drift
-ranks worse); an optional corruption step injects a known number of bad records of documented kinds.
+ranks worse), or with `drift_kind="concept"` the purchase relationship alone; an optional
+corruption step injects a known number of bad records of documented kinds.
 
 Everything is vectorized with NumPy / Polars (loops run over days, files or a handful of
 categories only) and every random draw comes from a stream keyed by (seed, purpose, day), so
@@ -70,6 +71,9 @@ META_COLUMNS: Final[tuple[str, ...]] = ("event_date", "corruption", "raw_value")
 
 OutputFormat = Literal["jsonl", "jsonl.gz", "csv", "csv.gz", "parquet"]
 FORMATS: Final[tuple[str, ...]] = get_args(OutputFormat)
+DriftKind = Literal["mixed", "concept"]
+CONCEPT_OFFSET: Final = 1.0
+DRIFT_KINDS: Final[tuple[str, ...]] = get_args(DriftKind)
 
 # ISO-8601 UTC with milliseconds and an explicit offset, e.g. 2026-03-01T10:15:02.123+00:00.
 TIMESTAMP_FORMAT: Final = "%Y-%m-%dT%H:%M:%S%.3f+00:00"
@@ -218,6 +222,7 @@ class DemoConfig:
     drift_start: dt.date | None = None
     drift_strength: float = 0.0
     drift_ramp_days: int = 7
+    drift_kind: DriftKind = "mixed"
 
     def __post_init__(self) -> None:
         # Accept plain strings for kinds (CLI, tests) and drop repeats, keeping the order.
@@ -232,6 +237,7 @@ class DemoConfig:
         _require(bool(kinds) or self.corruption_rate == 0, "corrupt_kinds is empty but corruption_rate > 0")
         _require(0.0 <= self.drift_strength <= 1.0, "drift_strength must be in [0, 1]")
         _require(self.drift_ramp_days >= 0, "drift_ramp_days must be >= 0")
+        _require(self.drift_kind in DRIFT_KINDS, f"drift_kind must be one of {', '.join(DRIFT_KINDS)}")
         if self.corrupt_from and self.corrupt_to:
             _require(self.corrupt_from <= self.corrupt_to, "corrupt_from is after corrupt_to")
 
@@ -486,9 +492,14 @@ def _drift_boost(rng: np.random.Generator, category_median: FloatArray) -> Float
 
 @dataclass(frozen=True)
 class _Behaviour:
-    """Simulation parameters at a drift level `s` in [0, 1] (s = 0: the reference behaviour)."""
+    """Simulation parameters at a drift level `s` in [0, 1] (s = 0: the reference behaviour).
+
+    `mixed` drift moves what users see and do (prices, category mix, session length, funnel rates)
+    and why they buy; `concept` drift moves only why they buy (taste matters less, the price effect
+    reverses): the features' distributions stay, the label's relation to them changes."""
 
     s: float
+    category_tilt: float  # how far the category mix leans towards the drift's categories
     price_factor: float  # prices rise with drift
     mean_products: float  # longer sessions
     w_affinity: float  # category preference matters less ...
@@ -498,16 +509,20 @@ class _Behaviour:
     buy_bias: float  # ... but fewer of them bought
 
     @classmethod
-    def at(cls, s: float) -> _Behaviour:
+    def at(cls, s: float, kind: DriftKind = "mixed") -> _Behaviour:
+        seen = s if kind == "mixed" else 0.0  # the part of the drift the features can see
         return cls(
             s=s,
-            price_factor=1.0 + 0.35 * s,
-            mean_products=3.0 * (1.0 + 0.6 * s),
+            category_tilt=seen,
+            price_factor=1.0 + 0.35 * seen,
+            mean_products=3.0 * (1.0 + 0.6 * seen),
             w_affinity=0.8 * (1.0 - 0.5 * s),
             w_price=1.3 * (1.0 - 1.5 * s),
-            w_popularity=0.5 * (1.0 + 0.5 * s),
-            cart_bias=-3.5 + 0.5 * s,
-            buy_bias=-0.3 - 0.6 * s,
+            w_popularity=0.5 * (1.0 + 0.5 * seen),
+            # Concept drift keeps the funnel's overall rates: the biases offset what the new weights do to
+            # the average intent (measured: cart and purchase shares within 10% of the reference's).
+            cart_bias=-3.5 + 0.5 * seen + CONCEPT_OFFSET * (s - seen),
+            buy_bias=-0.3 - 0.6 * seen + CONCEPT_OFFSET * (s - seen),
         )
 
 
@@ -599,7 +614,7 @@ def _draw_sessions(world: World, rng: np.random.Generator, n_sessions: int, b: _
 
 def _session_categories(world: World, rng: np.random.Generator, users: IntArray, b: _Behaviour) -> IntArray:
     """Each session browses one category, drawn from its user's preferences (tilted by drift)."""
-    pref = world.user_pref[users] * np.exp(b.s * world.drift_boost)
+    pref = world.user_pref[users] * np.exp(b.category_tilt * world.drift_boost)
     cum = np.cumsum(pref, axis=1)
     cum /= cum[:, -1:]
     picked = (cum < rng.random((len(users), 1))).sum(axis=1)
@@ -904,7 +919,7 @@ def day_volume(config: DemoConfig, day: dt.date) -> int:
 def generate_day(config: DemoConfig, world: World, day: dt.date) -> GeneratedEvents:
     """One day of events (with corruption if the day is in the corruption range)."""
     rng = _rng(config.seed, _DAY_STREAM, day.toordinal())
-    b = _Behaviour.at(config.drift_level(day))
+    b = _Behaviour.at(config.drift_level(day), config.drift_kind)
     sessions = _simulate(world, rng, day_volume(config, day), b)
     frame = _assemble(world, rng, sessions, _place_in_day(rng, day, sessions), b)
     return _corrupt_and_report(config, frame, day, _rng(config.seed, _CORRUPT_STREAM, day.toordinal()))
@@ -939,7 +954,7 @@ def generate_batch(
     end = end.astimezone(dt.UTC)
     key = (int(end.timestamp() * 1_000_000), sequence)
     rng = _rng(config.seed, _BATCH_STREAM, *key)
-    b = _Behaviour.at(config.drift_level(end.date()))
+    b = _Behaviour.at(config.drift_level(end.date()), config.drift_kind)
     sessions = _simulate(world, rng, n_events, b)
     frame = _assemble(world, rng, sessions, _place_before(rng, end, window, sessions), b)
     return _corrupt_and_report(config, frame, end.date(), _rng(config.seed, _BATCH_CORRUPT_STREAM, *key))

@@ -1,4 +1,4 @@
-"""Model training, offline evaluation, label-free performance estimation and the promotion rule.
+"""Model training, offline evaluation and label-free performance estimation (promotion: lib/promotion.py).
 
 Pure logic (no Dagster): Polars frames in, plain dataclasses out.
 
@@ -37,7 +37,6 @@ not) as long as the model remains calibrated on the new region; it cannot see co
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,7 +72,7 @@ DEFAULT_PARAMS: Final[Mapping[str, Any]] = {
 }
 _MANAGED_PARAMS: Final = frozenset({"categorical_features", "random_state", "loss"})
 _LOG_LOSS_EPS: Final = 1e-15
-_BOOTSTRAP_CELLS: Final = 4_000_000  # resamples x rows held in memory at once by the bootstrap
+BOOTSTRAP_CELLS: Final = 4_000_000  # resamples x rows held in memory at once by the bootstrap
 
 
 # --- the model ----------------------------------------------------------------------------------
@@ -95,11 +94,12 @@ class Calibrator:
     estimator: LogisticRegression | IsotonicRegression
 
     @classmethod
-    def fit(cls, raw: np.ndarray, y: np.ndarray, method: CalibrationMethod) -> Calibrator:
+    def fit(cls, raw: np.ndarray, y: np.ndarray, method: CalibrationMethod, weights: np.ndarray) -> Calibrator:
         if method == "sigmoid":
-            return cls(method, LogisticRegression(C=np.inf).fit(raw.reshape(-1, 1), y))
+            return cls(method, LogisticRegression(C=np.inf).fit(raw.reshape(-1, 1), y, sample_weight=weights))
         if method == "isotonic":
-            return cls(method, IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y))
+            isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+            return cls(method, isotonic.fit(raw, y, sample_weight=weights))
         raise ValueError(f"unknown calibration method {method!r} (sigmoid or isotonic)")
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
@@ -201,7 +201,7 @@ def _stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator) 
     return np.flatnonzero(mask), holdout
 
 
-def _max_f1_threshold(proba: np.ndarray, y: np.ndarray) -> float:
+def max_f1_threshold(proba: np.ndarray, y: np.ndarray) -> float:
     """Threshold t maximizing F1 of ``proba >= t`` (t is one of the observed probabilities)."""
     order = np.argsort(-proba, kind="stable")
     p, yy = proba[order], y[order]
@@ -224,8 +224,12 @@ def train_model(
     calibration: CalibrationMethod = "sigmoid",
     calibration_fraction: float = 0.2,
     n_threads: int | None = None,
+    weight: str | None = None,
 ) -> TrainedModel:
     """Fit the pipeline on ``1 - calibration_fraction`` of the rows, calibrate and pick the threshold on the rest.
+
+    ``weight`` names a column of per-row sample weights (recent days weighted up after a drift, say):
+    the booster's fit and the calibrator use them.
 
     ``n_threads`` caps the booster's OpenMP threads during the fit (None: all cores). Set it when
     several runs share a machine: OpenMP threads spin while waiting, so oversubscribed cores make
@@ -271,11 +275,12 @@ def train_model(
     if min(int(y[fit_idx].sum()), int((1 - y[fit_idx]).sum())) < 2:
         raise ValueError("too few examples of the minority class to fit and calibrate (need ≥ 3)")
     X = model_input(frame, features, categorical)
+    w = frame.get_column(weight).cast(pl.Float64).to_numpy() if weight else np.ones(len(y))
     with threadpool_limits(limits=n_threads, user_api="openmp"):
-        pipeline.fit(X[fit_idx], y[fit_idx])
+        pipeline.fit(X[fit_idx], y[fit_idx], booster__sample_weight=w[fit_idx])
     raw_cal = np.asarray(pipeline.decision_function(X[cal_idx]), dtype=np.float64)
-    calibrator = Calibrator.fit(raw_cal, y[cal_idx], calibration)
-    threshold = _max_f1_threshold(calibrator(raw_cal), y[cal_idx])
+    calibrator = Calibrator.fit(raw_cal, y[cal_idx], calibration, w[cal_idx])
+    threshold = max_f1_threshold(calibrator(raw_cal), y[cal_idx])
 
     effective = {k: v for k, v in booster.get_params().items() if k in hyper}
     return TrainedModel(
@@ -333,7 +338,7 @@ def _tie_groups(sorted_values: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
 
 
-def _weighted_auc(pos: np.ndarray, neg: np.ndarray, starts: np.ndarray) -> np.ndarray:
+def weighted_auc(pos: np.ndarray, neg: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """AUC per row of weights (rows, n) given in ascending score order; ties count one half."""
     pos_g = np.add.reduceat(pos, starts, axis=-1)
     neg_g = np.add.reduceat(neg, starts, axis=-1)
@@ -363,13 +368,13 @@ def _bootstrap(
     hit = (proba[order] >= threshold).astype(np.float64)
     rng = np.random.default_rng(seed)
     aucs, precisions, recalls = [], [], []
-    chunk = max(1, min(resamples, _BOOTSTRAP_CELLS // max(n, 1)))
+    chunk = max(1, min(resamples, BOOTSTRAP_CELLS // max(n, 1)))
     for first in range(0, resamples, chunk):
         rows = min(chunk, resamples - first)
         draws = rng.integers(0, n, size=(rows, n)) + (np.arange(rows) * n)[:, None]
         counts = np.bincount(draws.ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
         pos = counts * y_sorted
-        aucs.append(_weighted_auc(pos, counts - pos, starts))
+        aucs.append(weighted_auc(pos, counts - pos, starts))
         tp, predicted, positives = pos @ hit, counts @ hit, pos.sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             precisions.append(np.where(predicted > 0, tp / predicted, np.nan))
@@ -509,124 +514,17 @@ def estimate_performance(
     )
 
 
-# --- promotion ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PromotionDecision:
-    promote: bool
-    reason: str
-    deltas: dict[str, float | None]  # challenger − champion, per metric (None when either is missing)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-_COMPARED: Final = ("auc", "precision", "recall", "log_loss", "recall_at_k", "positive_rate")
-
-
-def _as_dict(metrics: Metrics | Mapping[str, Any]) -> Mapping[str, Any]:
-    return metrics.to_dict() if isinstance(metrics, Metrics) else metrics
-
-
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
-
-
-def compare_models(
-    champion_metrics: Metrics | Mapping[str, Any] | None,
-    challenger_metrics: Metrics | Mapping[str, Any],
-    *,
-    min_auc_gain: float = 0.0,
-    max_precision_drop: float = 0.02,
-    max_recall_drop: float = 0.02,
-    first_model_margin: float = 0.02,
-) -> PromotionDecision:
-    """Promote the challenger or keep the champion; both must be evaluated on the same holdout.
-
-    * No champion: promote when the challenger's AUC exceeds ``0.5 + first_model_margin``.
-    * Otherwise promote only when ALL hold: AUC(challenger) − AUC(champion) > ``min_auc_gain``;
-      precision and recall (each at its own model's decision threshold) are not lower than the
-      champion's by more than ``max_precision_drop`` / ``max_recall_drop`` (absolute). A metric the
-      champion lacks (None) is not checked; one only the challenger lacks counts as a failure.
-    * Metrics with different ``n`` / ``n_positive`` come from different holdouts: never promote.
-    """
-    new = _as_dict(challenger_metrics)
-    new_auc = _num(new.get("auc"))
-    if champion_metrics is None:
-        deltas: dict[str, float | None] = dict.fromkeys(_COMPARED)
-        floor = 0.5 + first_model_margin
-        if new_auc is None:
-            return PromotionDecision(
-                False,
-                "not promoted: first model, but its AUC is undefined on the holdout "
-                "(one class only); evaluate on a holdout with both labels.",
-                deltas,
-            )
-        if new_auc > floor:
-            return PromotionDecision(
-                True,
-                f"promoted: first model; AUC {new_auc:.3f} on the holdout is above the "
-                f"{floor:.3f} floor (0.5 + margin {first_model_margin:.3f}).",
-                deltas,
-            )
-        return PromotionDecision(
-            False,
-            f"not promoted: first model, but AUC {new_auc:.3f} on the holdout is not above "
-            f"the {floor:.3f} floor (0.5 + margin {first_model_margin:.3f}); no better than "
-            "chance.",
-            deltas,
-        )
-
-    old = _as_dict(champion_metrics)
-    deltas = {}
-    for name in _COMPARED:
-        a, b = _num(new.get(name)), _num(old.get(name))
-        deltas[name] = None if a is None or b is None else a - b
-    if (new.get("n"), new.get("n_positive")) != (old.get("n"), old.get("n_positive")):
-        return PromotionDecision(
-            False,
-            f"keep champion: the two models were evaluated on different holdouts (rows "
-            f"{old.get('n')} vs {new.get('n')}, positives {old.get('n_positive')} vs "
-            f"{new.get('n_positive')}); re-evaluate both on the same data.",
-            deltas,
-        )
-    old_auc = _num(old.get("auc"))
-    if new_auc is None or old_auc is None:
-        return PromotionDecision(
-            False,
-            "keep champion: AUC is undefined on this holdout (one class only), so the models cannot be compared.",
-            deltas,
-        )
-    gain = new_auc - old_auc
-    auc_text = f"AUC {new_auc:.3f} vs champion {old_auc:.3f} ({gain:+.3f})"
-    if gain <= min_auc_gain:
-        return PromotionDecision(
-            False, f"keep champion: challenger {auc_text}; a gain above {min_auc_gain:+.3f} is required.", deltas
-        )
-    for name, tolerance in (("precision", max_precision_drop), ("recall", max_recall_drop)):
-        a, b = _num(new.get(name)), _num(old.get(name))
-        if b is None:
-            continue
-        if a is None:
-            return PromotionDecision(
-                False, f"keep champion: challenger {auc_text}, but its {name} is undefined (champion {b:.3f}).", deltas
-            )
-        if b - a > tolerance:
-            return PromotionDecision(
-                False,
-                f"keep champion: challenger {auc_text}, but {name} fell from {b:.3f} to "
-                f"{a:.3f} ({a - b:+.3f}), more than the {tolerance:.3f} tolerance.",
-                deltas,
-            )
-    pr = ", ".join(
-        f"{name} {_num(new.get(name)):.3f} vs {_num(old.get(name)):.3f}"
-        for name in ("precision", "recall")
-        if _num(new.get(name)) is not None and _num(old.get(name)) is not None
-    )
-    return PromotionDecision(
-        True,
-        f"promoted: challenger {auc_text}, above the required {min_auc_gain:+.3f}"
-        + (f"; {pr} (within tolerance)." if pr else "."),
-        deltas,
-    )
+def permutation_importance(model: TrainedModel, frame: pl.DataFrame, *, seed: int = 0) -> dict[str, float]:
+    """Each feature's share of the model's ranking skill: the AUC it loses on `frame` when that feature's
+    values are shuffled (a loss below 0 counts 0), over the sum of all losses. Empty when the frame holds
+    one class or no feature matters."""
+    y = _labels(frame, model.label)
+    if not 0 < y.sum() < len(y):
+        return {}
+    base = roc_auc_score(y, model.decision_scores(frame))
+    losses = {}
+    for column in model.feature_columns:
+        shuffled = frame.with_columns(pl.col(column).shuffle(seed=seed))
+        losses[column] = max(0.0, base - roc_auc_score(y, model.decision_scores(shuffled)))
+    total = sum(losses.values())
+    return {c: loss / total for c, loss in losses.items()} if total > 0 else {}

@@ -1,6 +1,7 @@
 """The ML loop through Dagster on demo data: gated training, promotion, monitoring, the drift sensor."""
 
 import datetime as dt
+import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from dataplatform.defs.features.assets import training_examples
 from dataplatform.defs.ingestion.assets import history_events, landing_events
-from dataplatform.defs.ml.assets import challenger_model, champion_model, training_set
+from dataplatform.defs.ml.assets import ONSET_TAG, TRIGGER_TAG, challenger_model, champion_model, training_set
 from dataplatform.defs.ml.automation import drift_retraining_sensor
 from dataplatform.defs.monitoring.assets import drift_report, model_performance
 from dataplatform.defs.monitoring.batch_drift import batch_drift
@@ -113,6 +114,25 @@ def test_a_challenger_that_is_not_better_is_not_promoted(loop: tuple) -> None:
     assert not again.asset_materializations_for_node(champion_model.op.name)
     assert resources["models"].registry().champion().version == before
     assert "keep" in beats.metadata["decision"].value or "not" in beats.metadata["decision"].value
+
+
+def test_a_drift_retrain_follows_the_onset_and_records_its_cost_and_gain(loop: tuple) -> None:
+    resources, instance, _ = loop
+    tags = {TRIGGER_TAG: "drift_2_of_3", ONSET_TAG: "2026-03-12"}  # as drift_retraining_sensor tags its runs
+    run = dg.materialize(RETRAIN, resources=resources, instance=instance, tags=tags)
+    window = run.asset_materializations_for_node(training_set.op.name)[0].metadata
+    assert window["window_rule"].value.startswith("recent-weighted: 9 days before the onset 2026-03-12 weigh")
+    assert set(window["window"].value["weights"]) == {f"2026-03-{d:02d}" for d in range(3, 12)}
+    challenger = run.asset_materializations_for_node(challenger_model.op.name)[0].metadata
+    assert "auc_gain" in challenger and challenger["training_rows"].value > 1000
+    assert "| challenger |" in challenger["recent_retrains"].value
+    with resources["lakehouse"].connect(read_only=True) as con:
+        row = con.sql(
+            "SELECT trigger, onset, auc_gain, training_seconds, training_rows, comparison FROM model_decisions "
+            "ORDER BY decided_at DESC LIMIT 1"
+        ).fetchall()[0]
+    assert row[:2] == ("drift_2_of_3", dt.date(2026, 3, 12)) and row[2] is not None and row[3] > 0 and row[4] > 1000
+    assert json.loads(row[5])["now_rows"] > 0
 
 
 def test_the_drift_sensor_waits_for_persistent_drift(loop: tuple) -> None:

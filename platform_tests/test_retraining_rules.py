@@ -7,10 +7,15 @@ import polars as pl
 
 from dataplatform.lib import drift as drift_lib
 from dataplatform.lib.monitoring import MAX_DOMAIN_THRESHOLD, domain_classifier_drift, normal_domain_auc
+from dataplatform.lib.quality import BandStatus
 from dataplatform.lib.retraining import (
+    MIN_REGIME_DAYS,
+    PRE_ONSET_WEIGHT,
     DriftDay,
     PerformanceDay,
     choose_training_window,
+    drift_onset,
+    performance_band,
     retrain_decision,
     training_gate,
 )
@@ -47,6 +52,62 @@ def test_suspect_days_are_in_neither_the_training_window_nor_the_holdout_and_are
     assert window.holdout_days == days(20)[17:19]  # the latest clean labelled days
     assert days(20)[10] not in window.train_days and len(window.train_days) == 14  # the window reaches back
     assert window.excluded_days == {str(day): "suspect: abrupt shift" for day in suspect}
+
+
+def test_after_a_drift_the_window_weighs_the_new_regime_up_and_then_trains_on_it_alone() -> None:
+    labelled = days(30)
+    early = choose_training_window(
+        labelled, train_days=14, holdout_days=2, day_corruption={}, max_corruption=0.05, onset=labelled[24]
+    )
+    assert early.train_days == labelled[14:28] and early.holdout_days == labelled[28:]
+    assert early.weights == dict.fromkeys(labelled[14:24], PRE_ONSET_WEIGHT)  # days from the onset weigh 1
+    assert early.now_days == labelled[28:] and "recent-weighted" in early.rule
+    later = choose_training_window(
+        labelled, train_days=14, holdout_days=2, day_corruption={}, max_corruption=0.05, onset=labelled[18]
+    )
+    assert later.train_days == labelled[18:28] and len(later.train_days) >= MIN_REGIME_DAYS
+    assert later.weights == {} and later.rule.startswith("the new regime: 10 days from")
+    # An onset inside the holdout: only its days after the onset judge the challenger.
+    late = choose_training_window(
+        labelled, train_days=14, holdout_days=2, day_corruption={}, max_corruption=0.05, onset=labelled[29]
+    )
+    assert late.now_days == [labelled[29]]
+
+
+def test_the_onset_is_the_first_day_of_the_current_episode() -> None:
+    reports = [drift(0, ["a", "b"]), drift(3, ["a", "b"]), drift(4), drift(5, ["a", "b"]), drift(6, ["a", "b"])]
+    assert drift_onset(reports, []) == D + dt.timedelta(3)  # one quiet day inside an episode is bridged
+    assert drift_onset([drift(i) for i in range(5)], []) is None
+    below = [PerformanceDay(D + dt.timedelta(2), 0.6, True)]
+    assert drift_onset([drift(3, ["a", "b"]), drift(4, ["a", "b"])], below) == D + dt.timedelta(2)
+    decision = retrain_decision(reports, [], last_retrain=None, today=D + dt.timedelta(6))
+    assert decision.retrain and decision.onset == D + dt.timedelta(3)
+
+
+def test_drift_of_features_the_champion_barely_uses_is_recorded_and_not_retrained_for() -> None:
+    def day(i: int, impact: float, holds: bool) -> DriftDay:
+        return DriftDay(D + dt.timedelta(days=i), ["a", "b"], {"a": 2.0, "b": 2.0}, False, [], impact, holds)
+
+    quiet = [day(0, 0.04, True), day(1, 0.04, True), day(2, 0.04, True)]
+    assert quiet[0].verdict == "drift_without_impact"
+    decision = retrain_decision(quiet, [], last_retrain=None, today=D + dt.timedelta(2))
+    assert not decision.retrain and decision.rule == "drift_without_impact" and "4%" in decision.reason
+    # The same features carrying weight, or the performance not holding, is drift.
+    assert day(0, 0.3, True).verdict == "drift" and day(0, 0.04, False).verdict == "drift"
+    slipping = [day(0, 0.04, True), day(1, 0.04, False), day(2, 0.04, False)]
+    assert retrain_decision(slipping, [], last_retrain=None, today=D + dt.timedelta(2)).retrain
+
+
+def test_the_performance_band_is_learned_from_days_the_model_did_not_train_on() -> None:
+    """Before, the band came from days inside the training window (AUC 0.86-0.88 there): a model that
+    honestly scores 0.80 out of sample sat below it every day, and a real drop hid in the noise."""
+    holdout_only = performance_band([], 0.80, (0.77, 0.83))
+    assert holdout_only is not None and holdout_only.n_history == 0
+    assert holdout_only.status(1 - 0.80) is BandStatus.OK and holdout_only.status(1 - 0.70) is not BandStatus.OK
+    out_of_sample = performance_band([0.79, 0.80, 0.81, 0.80, 0.78, 0.80], 0.80, (0.77, 0.83))
+    assert out_of_sample is not None and out_of_sample.n_history == 6
+    assert out_of_sample.status(1 - 0.79) is BandStatus.OK and out_of_sample.status(1 - 0.72) is not BandStatus.OK
+    assert performance_band([], None, None) is None
 
 
 def gate(**overrides: object):

@@ -9,6 +9,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dataplatform.lib.quality import Band, learned_band
+
+# After a drift, the new regime alone trains once it holds this many labelled training days; before
+# that, the days before the onset still train but weigh PRE_ONSET_WEIGHT each (a day after it weighs 1).
+MIN_REGIME_DAYS = 7
+PRE_ONSET_WEIGHT = 0.3
+
 
 @dataclass(frozen=True)
 class TrainingWindow:
@@ -17,12 +24,24 @@ class TrainingWindow:
     train_days: list[dt.date]
     holdout_days: list[dt.date]
     excluded_days: dict[str, str]  # day -> why it was left out
+    onset: dt.date | None = None  # the current drift's estimated onset, when a drift decision asked
+    weights: dict[dt.date, float] = field(default_factory=dict)  # per training day; absent: 1
+    rule: str = "latest labelled days"
+
+    @property
+    def now_days(self) -> list[dt.date]:
+        """The holdout days of the regime the data is in now: from the onset on (all, without one)."""
+        after = [d for d in self.holdout_days if self.onset is None or d >= self.onset]
+        return after or list(self.holdout_days)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "train_days": [str(d) for d in self.train_days],
             "holdout_days": [str(d) for d in self.holdout_days],
             "excluded_days": self.excluded_days,
+            "onset": str(self.onset) if self.onset else None,
+            "weights": {str(d): w for d, w in sorted(self.weights.items())},
+            "rule": self.rule,
         }
 
 
@@ -34,6 +53,7 @@ def choose_training_window(
     day_corruption: Mapping[dt.date, float],
     max_corruption: float,
     suspect_days: Mapping[dt.date, str] | None = None,
+    onset: dt.date | None = None,
 ) -> TrainingWindow:
     """The rule: the latest `holdout_days` labelled days are the holdout; the `train_days`
     labelled days before them are the training window, minus days whose corruption share
@@ -43,6 +63,11 @@ def choose_training_window(
     `suspect_days` (day -> why; see `lib.suspects`) passed the contract but look corrupted: they
     are in neither the training window nor the holdout (a holdout of wrong data would judge the
     challenger on it), and are named with why.
+
+    `onset` (a drift decision's estimate, :func:`drift_onset`) moves training to the new regime: once
+    at least MIN_REGIME_DAYS clean training days lie on or after it, only those train; before that the
+    usual window trains with the days before the onset weighted PRE_ONSET_WEIGHT. The holdout stays the
+    latest days, and the challenger is judged on those of them after the onset (`now_days`).
     """
     suspect = dict(suspect_days or {})
     labelled = sorted(set(labelled_days))
@@ -60,7 +85,15 @@ def choose_training_window(
         if reasons:
             excluded[str(day)] = "; ".join(reasons)
     train = [day for day in candidates if str(day) not in excluded]
-    return TrainingWindow(train, holdout, excluded)
+    if onset is None:
+        return TrainingWindow(train, holdout, excluded)
+    regime = [day for day in clean[: len(clean) - len(holdout)] if day >= onset and str(day) not in excluded]
+    if len(regime) >= MIN_REGIME_DAYS:
+        regime = regime[-train_days:]
+        return TrainingWindow(regime, holdout, excluded, onset, {}, f"the new regime: {len(regime)} days from {onset}")
+    weights = {day: PRE_ONSET_WEIGHT for day in train if day < onset}
+    rule = f"recent-weighted: {len(weights)} days before the onset {onset} weigh {PRE_ONSET_WEIGHT}"
+    return TrainingWindow(train, holdout, excluded, onset, weights, rule)
 
 
 @dataclass(frozen=True)
@@ -105,6 +138,9 @@ def training_gate(
 # is reported but does not decide: day-specific features (yesterday's popularity counts) let it
 # tell almost any day from the training window (measured: AUC 0.92-0.95 on a stationary stream).
 MIN_DRIFTED_FEATURES = 2
+# Drift is without impact when the drifted features carry less than this share of the champion's
+# (permutation) importance and its performance holds: the model does not use what moved.
+MIN_IMPACT_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -115,6 +151,10 @@ class DriftDay:
     multivariate_drift: bool
     # Features with no usable value today (all null or non-finite): a broken input, not drift.
     broken_features: list[str] = field(default_factory=list)
+    # Share of the champion's feature importance the drifted features carry (None: not known).
+    impact: float | None = None
+    # The champion's estimated AUC today and its latest realized AUC are within their bands.
+    performance_holds: bool = False
 
     @property
     def material(self) -> bool:
@@ -126,11 +166,40 @@ class DriftDay:
 
         `broken_input`: alert, never retrain (a model trained on a broken feed learns the breakage);
         `drift`: material (MIN_DRIFTED_FEATURES or more features beyond their thresholds);
+        `drift_without_impact`: material, but the drifted features carry less than MIN_IMPACT_SHARE of
+        the champion's importance and its performance holds: recorded, not retrained for;
         `stable`: anything less, including one feature or the domain classifier alone.
         """
         if self.broken_features:
             return "broken_input"
-        return "drift" if self.material else "stable"
+        if not self.material:
+            return "stable"
+        if self.impact is not None and self.impact < MIN_IMPACT_SHARE and self.performance_holds:
+            return "drift_without_impact"
+        return "drift"
+
+
+# A model's band needs this many days it did not train on; until then its holdout sets the band.
+MIN_OUT_OF_SAMPLE_DAYS = 5
+MIN_PERFORMANCE_SPREAD = 0.01
+
+
+def performance_band(
+    out_of_sample_aucs: Sequence[float], holdout_auc: float | None, holdout_auc_ci: Sequence[float] | None
+) -> Band | None:
+    """The band of a model's error (1 - AUC) learned from data it did not train on: its daily AUCs after
+    its training window (median ± 3 robust sd) once MIN_OUT_OF_SAMPLE_DAYS exist, before that its
+    holdout AUC with the spread its 95% bootstrap interval implies. (Days inside the training window
+    score too well: a band learned there flags every honest day, and one learned on them hides a real
+    drop.) None when neither exists."""
+    if len(out_of_sample_aucs) >= MIN_OUT_OF_SAMPLE_DAYS:
+        return learned_band([1 - a for a in out_of_sample_aucs], min_width=MIN_PERFORMANCE_SPREAD)
+    if holdout_auc is None:
+        return None
+    low, high = holdout_auc_ci if holdout_auc_ci else (holdout_auc, holdout_auc)
+    spread = max((high - low) / (2 * 1.96), MIN_PERFORMANCE_SPREAD)
+    center = 1 - holdout_auc
+    return Band(center, center - 3 * spread, center + 3 * spread, center + 6 * spread, spread, 0)
 
 
 @dataclass(frozen=True)
@@ -148,9 +217,31 @@ class RetrainDecision:
     features: list[str]
     scores: dict[str, float]
     latest_day: dt.date | None
+    onset: dt.date | None = None  # the current episode's first day, when a retrain is asked for
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "latest_day": str(self.latest_day) if self.latest_day else None}
+        return {
+            **asdict(self),
+            "latest_day": str(self.latest_day) if self.latest_day else None,
+            "onset": str(self.onset) if self.onset else None,
+        }
+
+
+def drift_onset(
+    drift_days: Sequence[DriftDay], performance_days: Sequence[PerformanceDay], *, max_gap_days: int = 1
+) -> dt.date | None:
+    """The first day of the current episode: from the latest day whose drift was material (with or
+    without impact) or whose realized AUC was below its band, back through such days while no more than
+    `max_gap_days` days without one separate them. None when no day is flagged."""
+    flagged = sorted({d.day for d in drift_days if d.material} | {p.day for p in performance_days if p.below_band})
+    if not flagged:
+        return None
+    onset = flagged[-1]
+    for day in reversed(flagged[:-1]):
+        if (onset - day).days > max_gap_days + 1:
+            break
+        onset = day
+    return onset
 
 
 def retrain_decision(
@@ -193,7 +284,7 @@ def retrain_decision(
         days = ", ".join(str(d.day) for d in drifted)
         return RetrainDecision(
             True, f"drift_{m}_of_{n}", f"drift on {len(drifted)} of the last {len(recent)} days ({days})",
-            features, scores, latest,
+            features, scores, latest, drift_onset(drift_days, performance_days),
         )  # fmt: skip
     # One day's AUC on a day's examples is noisy; the same M-of-N persistence applies.
     performance = sorted(performance_days, key=lambda p: p.day)[-n:]
@@ -202,7 +293,16 @@ def retrain_decision(
         days = ", ".join(f"{p.day} (AUC {p.auc:.3f})" if p.auc is not None else str(p.day) for p in below)
         return RetrainDecision(
             True, f"performance_below_band_{m}_of_{n}", f"AUC below its band on {days}", [], {},
-            latest or performance[-1].day,
+            latest or performance[-1].day, drift_onset(drift_days, performance_days),
+        )  # fmt: skip
+    unimpactful = [d for d in recent if d.verdict == "drift_without_impact"]
+    if len(unimpactful) + len(drifted) >= m:
+        impact = max(d.impact or 0.0 for d in unimpactful)
+        return RetrainDecision(
+            False, "drift_without_impact",
+            f"drift on {len(unimpactful) + len(drifted)} of the last {len(recent)} days, but the drifted features "
+            f"carry at most {impact:.0%} of the champion's importance and its performance holds",
+            sorted({f for d in unimpactful for f in d.drifted_features}), {}, latest,
         )  # fmt: skip
     return RetrainDecision(
         False, "no_trigger", f"{len(drifted)} of the last {len(recent)} days drifted (< {m})", [], {}, latest

@@ -7,9 +7,11 @@ when it beats the champion on the same recent holdout. A challenger that is not 
 normal outcome, not a failure: the check fails with WARN, the run succeeds, the champion stays.
 """
 
+import dataclasses
 import datetime as dt
 import json
 import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,11 +22,11 @@ from dataplatform.defs.features.assets import TRAINING_EXAMPLES
 from dataplatform.defs.ingestion.assets import OWNERS, SETTINGS
 from dataplatform.defs.ingestion.metadata import WRITER_POOL
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
-from dataplatform.lib import drift, features, featurestore, retraction, suspects, warehouse
+from dataplatform.lib import drift, features, featurestore, promotion, retraction, suspects, warehouse
 from dataplatform.lib.quality import check_contract, markdown_table
 from dataplatform.lib.registry import frame_fingerprint
 from dataplatform.lib.retraining import choose_training_window, training_gate
-from dataplatform.lib.training import compare_models, evaluate, train_model
+from dataplatform.lib.training import evaluate, permutation_importance, train_model
 
 TRAINING_SET = dg.AssetKey(["ml", "training_set"])
 CHALLENGER = dg.AssetKey(["ml", "challenger_model"])
@@ -41,8 +43,17 @@ MODEL_DECISIONS_SQL = """
 CREATE TABLE IF NOT EXISTS model_decisions (
     decided_at TIMESTAMPTZ NOT NULL, challenger VARCHAR NOT NULL, champion VARCHAR, promoted BOOLEAN NOT NULL,
     reason VARCHAR NOT NULL, challenger_metrics VARCHAR, champion_metrics VARCHAR, run_id VARCHAR
-)
+);
+ALTER TABLE model_decisions ADD COLUMN IF NOT EXISTS trigger VARCHAR;
+ALTER TABLE model_decisions ADD COLUMN IF NOT EXISTS onset DATE;
+ALTER TABLE model_decisions ADD COLUMN IF NOT EXISTS auc_gain DOUBLE;
+ALTER TABLE model_decisions ADD COLUMN IF NOT EXISTS training_seconds DOUBLE;
+ALTER TABLE model_decisions ADD COLUMN IF NOT EXISTS training_rows BIGINT;
+ALTER TABLE model_decisions ADD COLUMN IF NOT EXISTS comparison VARCHAR;
 """
+# A retraining run's tags (set by drift_retraining_sensor): what asked for it, and the drift's onset.
+TRIGGER_TAG, ONSET_TAG = "dataplatform/trigger", "dataplatform/onset"
+RECENT_RETRAINS = 10
 
 
 class TrainingSetConfig(dg.Config):
@@ -153,6 +164,7 @@ def training_set(
     with lakehouse.connect() as con:
         corruption = _day_corruption(con)
         suspect = suspects.suspect_days(con, labelled[0], labelled[-1] + dt.timedelta(days=1)) if labelled else {}
+    onset = context.run.tags.get(ONSET_TAG)
     window = choose_training_window(
         labelled,
         train_days=config.train_days,
@@ -160,6 +172,7 @@ def training_set(
         day_corruption=corruption,
         max_corruption=config.max_corruption,
         suspect_days=suspect,
+        onset=dt.date.fromisoformat(onset) if onset else None,
     )
     train = featurestore.read_examples(lake, window.train_days)
     holdout = featurestore.read_examples(lake, window.holdout_days)
@@ -190,6 +203,8 @@ def training_set(
             "fingerprint": fingerprint,
             "label_rate": dg.MetadataValue.float(float(train["label"].mean() or 0.0) if train.height else 0.0),
             "window": dg.MetadataValue.json(window.as_dict()),
+            "window_rule": window.rule,
+            "now_days": dg.MetadataValue.json([str(d) for d in window.now_days]),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -208,16 +223,38 @@ def training_set(
 
 def _load_sets(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource
-) -> tuple[str, pl.DataFrame, pl.DataFrame]:
+) -> tuple[str, pl.DataFrame, pl.DataFrame, list[dt.date]]:
+    """The latest training set: fingerprint, train (with its `weight` per row), holdout, and the holdout's
+    days of the current regime."""
     event = context.instance.get_latest_materialization_event(TRAINING_SET)
     if event is None or event.asset_materialization is None:
         raise dg.Failure("ml/training_set has not been materialized")
-    fingerprint = event.asset_materialization.metadata["fingerprint"].value
+    metadata = event.asset_materialization.metadata
+    fingerprint = metadata["fingerprint"].value
     lake = lakehouse.lake()
     train, holdout = (featurestore.read_training_set(lake, str(fingerprint), part) for part in ("train", "holdout"))
     if train is None or holdout is None:
         raise dg.Failure(f"the training set snapshot {fingerprint} is missing from the lake ({lake.describe()})")
-    return str(fingerprint), train, holdout
+    window = metadata["window"].value if "window" in metadata else {}
+    weights = {str(day): float(w) for day, w in (window.get("weights") or {}).items()}
+    train = train.with_columns(
+        pl.col("event_date")
+        .cast(pl.String)
+        .replace_strict(weights, default=1.0, return_dtype=pl.Float64)
+        .alias("weight")
+    )
+    now_days = [dt.date.fromisoformat(d) for d in metadata["now_days"].value] if "now_days" in metadata else []
+    return str(fingerprint), train, holdout, now_days
+
+
+def _recent_retrains(con: Any) -> pl.DataFrame:
+    """What the last retrains cost and gained (the challenger's AUC over the champion's on the same holdout)."""
+    return con.sql(
+        "SELECT decided_at, challenger, promoted, trigger, round(auc_gain, 4) AS auc_gain, "
+        "round(training_seconds, 1) AS training_seconds, training_rows FROM model_decisions "
+        "ORDER BY decided_at DESC LIMIT ?",
+        params=[RECENT_RETRAINS],
+    ).pl()
 
 
 @dg.asset(
@@ -225,9 +262,12 @@ def _load_sets(
     deps=[TRAINING_SET],
     group_name="ml",
     description=(
-        "Trains a challenger (scikit-learn HistGradientBoosting in a pipeline, calibrated) on the gated "
-        "training set, registers it (artifact sha256, training window, data fingerprint, features, params, "
-        "metrics) and evaluates it and the champion on the same recent holdout."
+        "Trains a challenger (scikit-learn HistGradientBoosting in a pipeline, calibrated; after a drift the days "
+        "before its onset weigh less, or only the new regime trains) on the gated training set, registers it "
+        "(artifact sha256, training window, data fingerprint, features and their permutation importance, params, "
+        "metrics) and compares it with the champion on the same holdout: AUC and recall@10 with a paired "
+        "bootstrap, precision and recall at thresholds re-tuned on the holdout (lib/promotion.py). Each retrain's "
+        "cost (seconds, rows) and gain (AUC over the champion) are in table `model_decisions` and plotted here."
     ),
     kinds=ML_KINDS,
     owners=OWNERS,
@@ -237,18 +277,20 @@ def _load_sets(
             "beats_champion",
             asset=CHALLENGER,
             blocking=True,
-            description="The challenger beats the champion on the recent holdout (AUC; precision and recall not "
-            "worse beyond a tolerance); only then does ml/champion_model promote it. Not better: WARN, the "
-            "champion stays and the run succeeds (a normal outcome). A challenger that cannot be evaluated "
-            "(no AUC on the holdout): ERROR, which blocks ml/champion_model.",
+            description="The challenger is not worse than the champion within the uncertainty (paired bootstrap of "
+            "the AUC and recall@10 gains; F1 at re-tuned thresholds) and better on the holdout days of the current "
+            "regime; only then does ml/champion_model promote it. Not better: WARN, the champion stays and the run "
+            "succeeds (a normal outcome). A challenger that cannot be evaluated (no AUC on the holdout): ERROR, "
+            "which blocks ml/champion_model.",
         )
     ],
 )
 def challenger_model(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, models: ModelRegistryResource
 ) -> dg.MaterializeResult:
-    fingerprint, train, holdout = _load_sets(context, lakehouse)
+    fingerprint, train, holdout, now_days = _load_sets(context, lakehouse)
     registry = models.registry()
+    started = time.perf_counter()
     trained = train_model(
         train,
         feature_columns=features.FEATURE_COLUMNS,
@@ -256,48 +298,49 @@ def challenger_model(
         # One thread: other runs share the 2 cores, and the booster's spinning workers then fight
         # each other (measured: 1M rows in 12 s on one thread, 80-105 s on two under load).
         n_threads=1,
+        weight="weight",
     )
     challenger_metrics = evaluate(trained, holdout)
+    importance = permutation_importance(trained, holdout)
+    retrain_seconds = time.perf_counter() - started
     champion_card = registry.champion()
     with lakehouse.connect() as con:
         tainted = retraction.tainted_versions(con)
     if champion_card and champion_card.version in tainted:
         context.log.warning(f"champion {champion_card.version} was trained on retracted data: not defended")
         champion_card = None
-    champion_metrics = evaluate(registry.load(champion_card.version), holdout) if champion_card else None
-    decision = compare_models(champion_metrics, challenger_metrics)
+    if champion_card:
+        champion = registry.load(champion_card.version)
+        decision = promotion.judge(promotion.compare(champion, trained, holdout, now_days=now_days))
+    else:
+        decision = promotion.judge_first(challenger_metrics.auc)
     days = sorted(train["event_date"].unique().to_list())
     card = registry.register(
         trained,
         training_window=(days[0], days[-1]),
         fingerprint=fingerprint,
-        metrics={"holdout": challenger_metrics.to_dict()},
+        metrics={"holdout": challenger_metrics.to_dict(), "feature_importance": importance},
         notes=decision.reason,
     )
+    comparison = decision.comparison
+    gain = comparison.auc_gain if comparison else None
+    row = {
+        "decided_at": dt.datetime.now(dt.UTC), "challenger": card.version,
+        "champion": champion_card.version if champion_card else None, "promoted": decision.promote,
+        "reason": decision.reason, "challenger_metrics": json.dumps(challenger_metrics.to_dict(), default=str),
+        "champion_metrics": json.dumps(dataclasses.asdict(comparison.champion)) if comparison else None,
+        "run_id": context.run.run_id, "trigger": context.run.tags.get(TRIGGER_TAG, "manual"),
+        "onset": context.run.tags.get(ONSET_TAG), "auc_gain": gain, "training_seconds": retrain_seconds,
+        "training_rows": trained.training_rows,
+        "comparison": json.dumps(comparison.to_dict(), default=str) if comparison else None,
+    }  # fmt: skip
+    nullable = {"champion": pl.String, "champion_metrics": pl.String, "onset": pl.String, "auc_gain": pl.Float64,
+                "comparison": pl.String}  # fmt: skip
     with lakehouse.connect() as con:
         con.sql(MODEL_DECISIONS_SQL)
-        warehouse.replace_rows(
-            con,
-            "model_decisions",
-            pl.DataFrame(
-                [
-                    {
-                        "decided_at": dt.datetime.now(dt.UTC),
-                        "challenger": card.version,
-                        "champion": champion_card.version if champion_card else None,
-                        "promoted": decision.promote,
-                        "reason": decision.reason,
-                        "challenger_metrics": json.dumps(challenger_metrics.to_dict(), default=str),
-                        "champion_metrics": json.dumps(champion_metrics.to_dict(), default=str)
-                        if champion_metrics
-                        else None,
-                        "run_id": context.run.run_id,
-                    }
-                ],
-                schema_overrides={"champion": pl.String, "champion_metrics": pl.String},
-            ),
-            ["challenger"],
-        )
+        frame = pl.DataFrame([row], schema_overrides=nullable).with_columns(pl.col("onset").str.to_date())
+        warehouse.replace_rows(con, "model_decisions", frame, ["challenger"])
+        recent = _recent_retrains(con)
     auc = challenger_metrics.auc
     unusable = auc is None or not math.isfinite(auc)
     return dg.MaterializeResult(
@@ -306,10 +349,14 @@ def challenger_model(
             "promote": decision.promote,
             "decision": decision.reason,
             "auc": dg.MetadataValue.float(float(auc) if auc is not None else float("nan")),
-            "precision": dg.MetadataValue.float(float(challenger_metrics.precision or 0.0)),
-            "recall": dg.MetadataValue.float(float(challenger_metrics.recall or 0.0)),
+            # The accuracy a retrain bought, and what it cost: plotted across runs on this page.
+            "auc_gain": dg.MetadataValue.float(float(gain) if gain is not None else float("nan")),
+            "retrain_seconds": dg.MetadataValue.float(retrain_seconds),
             "training_rows": trained.training_rows,
-            "training_seconds": dg.MetadataValue.float(trained.training_seconds),
+            "recent_retrains": dg.MetadataValue.md(markdown_table(recent)),
+            "feature_importance": dg.MetadataValue.json(
+                {k: round(v, 4) for k, v in sorted(importance.items(), key=lambda kv: -kv[1])[:10]}
+            ),
             "champion": champion_card.version if champion_card else "none",
             # Data time, not wall time: the latest day of examples when this model was trained. The
             # retraining cooldown counts days of data from here.
@@ -324,7 +371,7 @@ def challenger_model(
                     "decision": decision.reason,
                     "challenger": card.version,
                     "champion": champion_card.version if champion_card else "none",
-                    "deltas": dg.MetadataValue.json({k: v for k, v in decision.deltas.items() if v is not None}),
+                    "comparison": dg.MetadataValue.json(decision.comparison.to_dict() if decision.comparison else {}),
                 },
             )
         ],

@@ -7,12 +7,12 @@ import dagster as dg
 
 from dataplatform.defs.features.assets import FEATURE_DISTRIBUTIONS, TRAINING_EXAMPLES
 from dataplatform.defs.ingestion.assets import SETTINGS, daily_partitions
-from dataplatform.defs.ml.assets import CHALLENGER, CHAMPION, TRAINING_SET
+from dataplatform.defs.ml.assets import CHALLENGER, CHAMPION, ONSET_TAG, TRAINING_SET, TRIGGER_TAG
 from dataplatform.defs.monitoring.assets import DRIFT_REPORT, MODEL_PERFORMANCE
 from dataplatform.defs.resources import AlertWebhookResource
 from dataplatform.defs.scheduling import daily_partition_schedule
 from dataplatform.lib.alerts import Alert
-from dataplatform.lib.retraining import DriftDay, PerformanceDay, retrain_decision
+from dataplatform.lib.retraining import MIN_REGIME_DAYS, PRE_ONSET_WEIGHT, DriftDay, PerformanceDay, retrain_decision
 
 retrain_job = dg.define_asset_job(
     "retrain_job",
@@ -56,6 +56,8 @@ def _drift_days(instance: dg.DagsterInstance) -> list[DriftDay]:
                 scores=dict(_metadata_value(metadata, "scores", {})),
                 multivariate_drift=bool(_metadata_value(metadata, "multivariate_drift", False)),
                 broken_features=list(_metadata_value(metadata, "broken_features", [])),
+                impact=_metadata_value(metadata, "impact"),
+                performance_holds=bool(_metadata_value(metadata, "performance_holds", False)),
             ),
         )
     return list(days.values())
@@ -95,9 +97,11 @@ def _last_retrain(instance: dg.DagsterInstance) -> dt.date | None:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Reads the latest drift reports and performance results. Requests a retraining run when drift is material "
-        "and persistent (two or more features beyond their learned thresholds on 2 of the last 3 days) or "
-        "realized AUC was below its band on 2 of the last 3 labelled days, outside a cooldown "
-        "(DP_RETRAIN_COOLDOWN_DAYS). Each decision runs once (run_key), carries its reasons as run tags, "
+        "and persistent (two or more features beyond their learned thresholds on 2 of the last 3 days, unless the "
+        "drifted features carry little of the champion's importance and its performance holds: drift without "
+        "impact) or realized AUC was below its band on 2 of the last 3 labelled days, outside a cooldown "
+        "(DP_RETRAIN_COOLDOWN_DAYS). The run's tags carry the drift's estimated onset and the training window rule "
+        "it implies. Each decision runs once (run_key), carries its reasons as run tags, "
         "is recorded as an observation of ml/challenger_model and sent as an alert."
     ),
 )
@@ -113,6 +117,13 @@ def drift_retraining_sensor(context: dg.SensorEvaluationContext, alerts: AlertWe
     if not decision.retrain:
         return dg.SensorResult(skip_reason=f"{decision.rule}: {decision.reason}")
     details = decision.as_dict()
+    onset = {ONSET_TAG: str(decision.onset)} if decision.onset else {}
+    window_rule = (
+        f"from the onset {decision.onset}: the new regime alone once {MIN_REGIME_DAYS} labelled days, "
+        f"until then earlier days weigh {PRE_ONSET_WEIGHT}"
+        if decision.onset
+        else "the latest labelled days"
+    )
     alerts.send(
         Alert("drift_decision", f"retraining requested: {decision.reason}", details, "warning"), log=context.log
     )
@@ -121,7 +132,9 @@ def drift_retraining_sensor(context: dg.SensorEvaluationContext, alerts: AlertWe
             dg.RunRequest(
                 run_key=f"retrain:{decision.latest_day}:{decision.rule}",
                 tags={
-                    "dataplatform/trigger": decision.rule,
+                    TRIGGER_TAG: decision.rule,
+                    **onset,
+                    "dataplatform/window_rule": window_rule,
                     "dataplatform/reason": decision.reason[:200],
                     "dataplatform/features": ",".join(decision.features)[:200] or "none",
                     "dataplatform/scores": json.dumps({k: round(v, 2) for k, v in decision.scores.items()})[:200],
@@ -158,4 +171,4 @@ labelled_performance_schedule = daily_partition_schedule(
 )
 def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     week = context.scheduled_execution_time.strftime("%G-W%V")
-    return dg.RunRequest(run_key=f"weekly-retrain-{week}", tags={"dataplatform/trigger": "weekly_safety_retrain"})
+    return dg.RunRequest(run_key=f"weekly-retrain-{week}", tags={TRIGGER_TAG: "weekly_safety_retrain"})

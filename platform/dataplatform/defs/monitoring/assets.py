@@ -21,9 +21,9 @@ from dataplatform.lib.monitoring import (
     normal_domain_auc,
     png_markdown,
 )
-from dataplatform.lib.quality import BandStatus, drift_table, learned_band, markdown_table
+from dataplatform.lib.quality import Band, BandStatus, drift_table, markdown_table
 from dataplatform.lib.registry import ModelCard
-from dataplatform.lib.retraining import DriftDay
+from dataplatform.lib.retraining import DriftDay, performance_band
 from dataplatform.lib.training import estimate_performance, evaluate
 
 DRIFT_REPORT = dg.AssetKey(["monitoring", "drift_report"])
@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS drift_reports (
     domain_auc DOUBLE, domain_threshold DOUBLE, multivariate_drift BOOLEAN, thresholds_version VARCHAR,
     thresholds VARCHAR, computed_at TIMESTAMPTZ
 );
+ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS decision VARCHAR;
+ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS impact DOUBLE;
+ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS performance_holds BOOLEAN;
 CREATE TABLE IF NOT EXISTS domain_thresholds (champion VARCHAR PRIMARY KEY, normal_auc DOUBLE);
 CREATE TABLE IF NOT EXISTS drift_thresholds (
     champion VARCHAR, size_bucket DOUBLE, version VARCHAR, thresholds VARCHAR, PRIMARY KEY (champion, size_bucket)
@@ -114,8 +117,9 @@ def _no_champion(check: str) -> dg.MaterializeResult:
             partitions_def=daily_partitions,
             description=(
                 "The day's drift verdict, the rule the retraining sensor acts on (lib/retraining DriftDay.verdict):"
-                " WARN on material drift (two or more features beyond their learned thresholds), ERROR on a"
-                " broken input (a feature with no usable value: alert, no retrain)."
+                " WARN on material drift (two or more features beyond their learned thresholds; `drift_without_impact`"
+                " when they carry under 10% of the champion's importance and its performance holds: not retrained"
+                " for), ERROR on a broken input (a feature with no usable value: alert, no retrain)."
             ),
         )
     ],
@@ -151,28 +155,39 @@ def drift_report(
     table = drift_table(results, event_date=day, dataset="features", thresholds_version=thresholds.version)
     drifted = table.filter(pl.col("drifted"))["column_name"].to_list()
     scores = drift_scores(results)
+    broken = drift.broken_columns(results)
+    importance = champion.metrics.get("feature_importance") or {}
+    impact = sum(importance.get(f, 0.0) for f in drifted) if importance else None
+    expected = estimate_performance(models.registry().load(champion.version), current).expected_auc
     with lakehouse.connect() as con:
+        holds = performance_holds(con, champion, day, expected)
+        verdict = DriftDay(day, drifted, scores, multivariate.drifted, broken, impact, holds).verdict
         warehouse.replace_rows(con, "distribution_drift", table, ["event_date", "dataset", "column_name"])
         report_row = {
             "event_date": day, "champion": champion.version, "features_drifted": len(drifted),
             "drifted_features": json.dumps(drifted), "domain_auc": multivariate.auc,
             "domain_threshold": multivariate.threshold, "multivariate_drift": multivariate.drifted,
             "thresholds_version": thresholds.version, "thresholds": json.dumps(thresholds.to_dict(), default=str),
-            "computed_at": dt.datetime.now(dt.UTC),
+            "computed_at": dt.datetime.now(dt.UTC), "decision": verdict, "impact": impact,
+            "performance_holds": holds,
         }  # fmt: skip
-        warehouse.replace_rows(con, "drift_reports", pl.DataFrame([report_row]), ["event_date"])
+        report = pl.DataFrame([report_row], schema_overrides={"impact": pl.Float64})
+        warehouse.replace_rows(con, "drift_reports", report, ["event_date"])
         history = con.sql(
             "SELECT * FROM distribution_drift WHERE dataset = 'features' AND event_date > ?",
             params=[day - dt.timedelta(days=CHART_DAYS)],
         ).pl()
     top = sorted(scores, key=lambda c: -scores[c])[:6]
     charted = [c for c in (drifted or top) if c in features.NUMERIC_FEATURES][:4]
-    broken = drift.broken_columns(results)
-    verdict = DriftDay(day, drifted, scores, multivariate.drifted, broken).verdict
     return dg.MaterializeResult(
         metadata={
             "decision": verdict,
             "features_drifted": len(drifted),
+            # Share of the champion's importance the drifted features carry, and whether its performance holds:
+            # material drift of features the model barely uses, with performance holding, is not retrained for.
+            **({"impact": dg.MetadataValue.float(float(impact))} if impact is not None else {}),
+            "performance_holds": holds,
+            **({"expected_auc": dg.MetadataValue.float(float(expected))} if expected is not None else {}),
             "broken_features": dg.MetadataValue.json(broken),
             "drifted_features": dg.MetadataValue.json(drifted),
             "multivariate_drift": multivariate.drifted,
@@ -211,13 +226,29 @@ def drift_report(
     )
 
 
-def _performance_history(con: Any, day: dt.date) -> list[float]:
+def champion_band(con: Any, card: ModelCard, day: dt.date) -> Band | None:
+    """The champion's performance band before `day`, learned from data it did not train on: its realized
+    AUCs on days after its training window (the last 28), or its holdout until enough exist."""
     rows = con.sql(
-        "SELECT auc FROM model_performance WHERE NOT estimated AND auc IS NOT NULL AND event_date < ? "
-        "ORDER BY event_date DESC LIMIT 28",
-        params=[day],
+        "SELECT auc FROM model_performance WHERE NOT estimated AND auc IS NOT NULL AND champion = ? "
+        "AND event_date > ? AND event_date < ? ORDER BY event_date DESC LIMIT 28",
+        params=[card.version, dt.date.fromisoformat(str(card.training_window["end"])), day],
     ).fetchall()
-    return [r[0] for r in rows]
+    holdout = card.metrics.get("holdout", {})
+    return performance_band([r[0] for r in rows], holdout.get("auc"), holdout.get("auc_ci"))
+
+
+def performance_holds(con: Any, card: ModelCard, day: dt.date, expected_auc: float | None) -> bool:
+    """The champion's expected AUC today is inside its band, and so was its latest realized AUC."""
+    band = champion_band(con, card, day)
+    latest = warehouse.scalar(
+        con,
+        "SELECT status FROM model_performance WHERE NOT estimated AND champion = ? AND event_date < ? "
+        "ORDER BY event_date DESC LIMIT 1",
+        [card.version, day],
+    )
+    expected_ok = band is None or expected_auc is None or 1 - expected_auc <= band.high
+    return expected_ok and latest not in (BandStatus.HIGH.value, BandStatus.FAR_HIGH.value)
 
 
 @dg.asset(
@@ -228,8 +259,9 @@ def _performance_history(con: Any, day: dt.date) -> list[float]:
     description=(
         "The champion on the day's examples: AUC (95% bootstrap CI), precision, recall and recall@10 per user "
         "once the day's labels are mature; before that, an estimate from the model's own calibrated "
-        "confidence (CBPE-style expected AUC). Realized AUC is judged against a band learned from previous days, "
-        "by the upper end of its interval (a day is below the band only when even its best plausible AUC is)."
+        "confidence (CBPE-style expected AUC). Realized AUC is judged against a band learned from data the champion "
+        "did not train on (its AUCs on days after its training window, its holdout until 5 exist), by the upper end "
+        "of its interval (a day is below the band only when even its best plausible AUC is)."
     ),
     kinds={"scikitlearn", "duckdb"},
     owners=OWNERS,
@@ -264,8 +296,8 @@ def model_performance(
     }  # fmt: skip
     with lakehouse.connect() as con:
         con.sql(MONITORING_SQL)
-        history = _performance_history(con, day)
-        status, band = BandStatus.NO_HISTORY, None
+        band = champion_band(con, card, day)
+        status = BandStatus.NO_HISTORY
         if mature:
             metrics = evaluate(model, examples)
             row.update(
@@ -273,10 +305,9 @@ def model_performance(
                 auc_high=metrics.auc_ci[1] if metrics.auc_ci else None, precision=metrics.precision,
                 recall=metrics.recall, recall_at_k=metrics.recall_at_k,
             )  # fmt: skip
-            # The band is learned on the error (1 - AUC), so "high" means worse than usual. A day's
-            # AUC is uncertain (a few hundred positives): it is judged by the upper end of its 95%
-            # interval, so a day is below the band only when even its best plausible AUC is.
-            band = learned_band([1 - a for a in history], min_width=0.01)
+            # The band is on the error (1 - AUC), so "high" means worse than usual. A day's AUC is
+            # uncertain (a few hundred positives): it is judged by the upper end of its 95% interval,
+            # so a day is below the band only when even its best plausible AUC is.
             best = metrics.auc_ci[1] if metrics.auc_ci else metrics.auc
             if band and best is not None:
                 status = band.status(1 - best)
@@ -316,7 +347,7 @@ def model_performance(
                 severity=dg.AssetCheckSeverity.ERROR if status is BandStatus.FAR_HIGH else dg.AssetCheckSeverity.WARN,
                 metadata={
                     "status": status.value if mature else "estimated (labels not mature)",
-                    "history_days": len(history),
+                    "band_days": band.n_history if band else 0,
                 },
             )
         ],

@@ -3,8 +3,13 @@
 Each simulated day does what the schedules and sensors do in production: certify the day and
 build its examples, report its drift against the champion's training data, measure the
 champion on the day whose labels just matured, and ask the drift sensor whether to retrain
-(running the retrain job when it says so). A fixed model (the first champion, never replaced)
-is scored on the same days for comparison.
+(running the retrain job when it says so). Two references are scored on the same days: a fixed
+model (the first champion, never replaced) and a model retrained every day on the same window rule
+and always used (the upper reference a loop is measured against, at a retrain a day).
+
+Three streams from one generated world: `drift` (a gradual mixed drift from day 56: prices,
+category mix, sessions and the purchase relation), `concept` (from day 56 only the purchase
+relation changes, over a week: the features' distributions stay) and `control` (stationary).
 
 Run standalone to regenerate the figures and the chart:
     PYTHONPATH=platform python platform_tests/scenario_loop.py --out test-artifacts/scenario
@@ -31,9 +36,10 @@ from dataplatform.defs.ml.automation import drift_retraining_sensor
 from dataplatform.defs.monitoring.assets import drift_report, model_performance
 from dataplatform.defs.quality.assets import event_distributions, warehouse_events
 from dataplatform.defs.quality.plausibility import event_plausibility
-from dataplatform.lib import featurestore
+from dataplatform.lib import features, featurestore
 from dataplatform.lib.demo import DemoConfig, generate_events, write_history
-from dataplatform.lib.training import evaluate
+from dataplatform.lib.retraining import choose_training_window
+from dataplatform.lib.training import TrainedModel, evaluate, train_model
 from factories import local_resources
 
 START = dt.date(2026, 1, 5)  # a Monday
@@ -43,15 +49,23 @@ DRIFT_START_DAY = 56
 RETRAIN = [training_set, challenger_model, champion_model]
 # What the nightly schedules build each day; with the quality tiers on, a gradual drift must still train.
 DAILY = [warehouse_events, event_plausibility, event_distributions, training_examples]
-SCENARIO_TIMEOUT_SECONDS = 40 * 60
+SCENARIO_TIMEOUT_SECONDS = 60 * 60
+# The generator's options of each stream (its drift starts at DRIFT_START_DAY).
+STREAMS: dict[str, dict[str, object]] = {
+    "drift": {"drift_kind": "mixed", "drift_strength": 1.0, "drift_ramp_days": 14},
+    "concept": {"drift_kind": "concept", "drift_strength": 1.0, "drift_ramp_days": 7},
+    "control": {},
+}
 
 
 @dataclass
 class ScenarioResult:
-    drift: bool
+    stream: str
     days: list[str] = field(default_factory=list)
     auc_loop: dict[str, float] = field(default_factory=dict)  # champion of the day, by labelled day
     auc_fixed: dict[str, float] = field(default_factory=dict)  # the first model, never replaced
+    auc_every_day: dict[str, float] = field(default_factory=dict)  # retrained every day, always used
+    every_day_retrains: int = 0
     drift_days: list[str] = field(default_factory=list)  # days whose report found material drift
     retrain_requests: list[dict] = field(default_factory=list)  # day, rule, reason, promoted
     seconds: float = 0.0
@@ -75,22 +89,35 @@ def materialize_or_fail(
     return result
 
 
+def train_every_day_model(resources: dict) -> TrainedModel:
+    """The upper reference: a model trained on today's window (the platform's rule, no gate) and used."""
+    lake = resources["lakehouse"].lake()
+    days = featurestore.example_days(lake)
+    latest = featurestore.read_examples(lake, days[-1:])["example_time"].max()
+    window = choose_training_window(
+        features.labelled_days(latest, days), train_days=14, holdout_days=2, day_corruption={}, max_corruption=1.0
+    )
+    train = featurestore.read_examples(lake, window.train_days)
+    return train_model(
+        train, feature_columns=features.FEATURE_COLUMNS, categorical_columns=features.CATEGORICAL_FEATURES, n_threads=1
+    )
+
+
 def run_scenario(
-    root: Path, *, drift: bool, days: int = DAYS, events_per_day: int = 1500, users: int = 500
+    root: Path, *, stream: str, days: int = DAYS, events_per_day: int = 1500, users: int = 500
 ) -> ScenarioResult:
     started = time.perf_counter()
     root.mkdir(parents=True, exist_ok=True)
-    options = (
-        {"drift_start": START + dt.timedelta(DRIFT_START_DAY), "drift_strength": 1.0, "drift_ramp_days": 14}
-        if drift
-        else {}
-    )
+    options = dict(STREAMS[stream])
+    if options:
+        options["drift_start"] = START + dt.timedelta(DRIFT_START_DAY)
     config = DemoConfig(start=START, days=days, users=users, events_per_day=events_per_day, seed=21, **options)
     frame, _ = generate_events(config)
     write_history(frame, root / "history", fmt="parquet")
     resources = local_resources(root)
-    result = ScenarioResult(drift=drift)
+    result = ScenarioResult(stream=stream)
     fixed_version = None
+    every_day_model: TrainedModel | None = None  # trained at the end of the day before
     with dg.instance_for_test() as instance:
         last = str(START + dt.timedelta(days - 1))
         materialize_or_fail([history_events], resources, instance, tags={
@@ -117,6 +144,10 @@ def run_scenario(
                 fixed = resources["models"].registry().load(fixed_version)
                 examples = featurestore.read_examples(resources["lakehouse"].lake(), [labelled])
                 result.auc_fixed[labelled] = evaluate(fixed, examples, bootstrap=0).auc
+                if every_day_model is not None:
+                    result.auc_every_day[labelled] = evaluate(every_day_model, examples, bootstrap=0).auc
+            every_day_model = train_every_day_model(resources)
+            result.every_day_retrains += 1
             with dg.build_sensor_context(instance=instance, resources={"alerts": resources["alerts"]}) as context:
                 tick = drift_retraining_sensor(context)
             for request in tick.run_requests:
@@ -136,42 +167,44 @@ def run_scenario(
     return result
 
 
-def run_both(root: Path) -> tuple[ScenarioResult, ScenarioResult]:
-    """The drifting stream and a stationary control, in two processes (one per core).
+def run_streams(root: Path, streams: tuple[str, ...] = tuple(STREAMS)) -> dict[str, ScenarioResult]:
+    """Each stream in its own process, two at a time (one per core).
 
     Spawned, not forked: forked workers inherit the parent's threads and locks (pytest's,
     Dagster's), and under pytest in CI they died silently and left the parent waiting. One shared
     deadline turns any hang into a failure: the workers are terminated, not waited for."""
     pool = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"))
     try:
-        arms = [
-            pool.submit(run_scenario, root / "drift", drift=True),
-            pool.submit(run_scenario, root / "control", drift=False),
-        ]
-        _, late = wait(arms, timeout=SCENARIO_TIMEOUT_SECONDS)
+        arms = {stream: pool.submit(run_scenario, root / stream, stream=stream) for stream in streams}
+        _, late = wait(arms.values(), timeout=SCENARIO_TIMEOUT_SECONDS)
         if late:
             for process in list(getattr(pool, "_processes", {}).values()):
                 process.terminate()
             raise TimeoutError(f"the scenario did not finish within {SCENARIO_TIMEOUT_SECONDS} s")
-        return arms[0].result(), arms[1].result()
+        return {stream: arm.result() for stream, arm in arms.items()}
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def plot(drifting: ScenarioResult, control: ScenarioResult, path: Path) -> None:
+TITLES = {
+    "drift": "gradual mixed drift from day 56",
+    "concept": "concept drift from day 56 (the purchase relation only)",
+    "control": "stationary control",
+}
+
+
+def plot(results: dict[str, ScenarioResult], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True)
+    figure, axes = plt.subplots(len(results), 1, figsize=(11, 3.3 * len(results)), sharex=True, squeeze=False)
     onset = START + dt.timedelta(DRIFT_START_DAY)
-    for ax, result, title in (
-        (axes[0], drifting, "gradual drift from day 56"),
-        (axes[1], control, "stationary control"),
-    ):
+    for ax, (stream, result) in zip(axes[:, 0], results.items(), strict=True):
         for series, label, style in (
             (result.auc_loop, "with the retraining loop", "-"),
+            (result.auc_every_day, "retrained every day", ":"),
             (result.auc_fixed, "fixed model", "--"),
         ):
             days = sorted(series)
@@ -180,50 +213,73 @@ def plot(drifting: ScenarioResult, control: ScenarioResult, path: Path) -> None:
             ax.axvline(
                 dt.date.fromisoformat(request["day"]), color="red" if request["promoted"] else "orange", alpha=0.6
             )
-        if result.drift:
+        if STREAMS[stream]:
             ax.axvspan(onset, START + dt.timedelta(DAYS), color="grey", alpha=0.1)
-        ax.set_title(f"AUC per labelled day: {title} (red: retrained and promoted, orange: not promoted)", fontsize=9)
+        ax.set_title(
+            f"AUC per labelled day: {TITLES.get(stream, stream)} (red: retrained and promoted, orange: not promoted)",
+            fontsize=9,
+        )
         ax.set_ylabel("AUC")
         ax.legend(fontsize=8, loc="lower left")
+    axes[-1, 0].set_xlabel("labelled day")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=90)
     plt.close(figure)
 
 
-def summary(drifting: ScenarioResult, control: ScenarioResult) -> dict:
+def _mean(series: dict[str, float], days: list[str]) -> float | None:
+    values = [series[d] for d in days if series.get(d) is not None]
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def stream_summary(result: ScenarioResult) -> dict:
+    """The figures the loop is judged by: AUC over the last 14 labelled days against the fixed model and
+    the every-day arm, retrains against the every-day arm's, and days from the onset to the first
+    retrain request and the first promotion."""
     onset = START + dt.timedelta(DRIFT_START_DAY)
-    tail = sorted(drifting.auc_loop)[-14:]
+    tail = sorted(result.auc_loop)[-14:]
+    after = [r for r in result.retrain_requests if r["day"] >= str(onset)]
+    first_request = after[0]["day"] if after else None
+    first_promotion = next((r["day"] for r in after if r["promoted"]), None)
 
-    def mean(series: dict[str, float], days: list[str]) -> float:
-        values = [series[d] for d in days if series.get(d) is not None]
-        return sum(values) / len(values)
+    def days_after_onset(day: str | None) -> int | None:
+        return (dt.date.fromisoformat(day) - onset).days if day else None
 
-    first_request = next((r["day"] for r in drifting.retrain_requests if r["day"] >= str(onset)), None)
     return {
-        "drift_onset": str(onset),
-        "first_retrain_request_after_onset": first_request,
-        "days_from_onset_to_request": (dt.date.fromisoformat(first_request) - onset).days if first_request else None,
-        "retrain_requests_drift": drifting.retrain_requests,
-        "retrain_requests_control": control.retrain_requests,
-        "auc_last_14_days_with_loop": round(mean(drifting.auc_loop, tail), 4),
-        "auc_last_14_days_fixed_model": round(mean(drifting.auc_fixed, tail), 4),
-        "auc_control_with_loop_mean": round(mean(control.auc_loop, sorted(control.auc_loop)), 4),
-        "seconds": {"drift": round(drifting.seconds), "control": round(control.seconds)},
+        "retrains": len(result.retrain_requests),
+        "promotions": sum(r["promoted"] for r in result.retrain_requests),
+        "every_day_retrains": result.every_day_retrains,
+        "auc_last_14_days_with_loop": _mean(result.auc_loop, tail),
+        "auc_last_14_days_every_day": _mean(result.auc_every_day, tail),
+        "auc_last_14_days_fixed_model": _mean(result.auc_fixed, tail),
+        "days_from_onset_to_request": days_after_onset(first_request),
+        "days_from_onset_to_promotion": days_after_onset(first_promotion),
+        "requests_before_onset": len(result.retrain_requests) - len(after),
+        "seconds": round(result.seconds),
+    }
+
+
+def summary(results: dict[str, ScenarioResult]) -> dict:
+    return {
+        "drift_onset": str(START + dt.timedelta(DRIFT_START_DAY)),
+        **{stream: stream_summary(result) for stream, result in results.items()},
+        "requests": {stream: result.retrain_requests for stream, result in results.items()},
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("test-artifacts/scenario"))
+    parser.add_argument("--streams", default=",".join(STREAMS), help="comma-separated: " + ", ".join(STREAMS))
     args = parser.parse_args(argv)
-    drifting, control = run_both(args.out / "work")
-    plot(drifting, control, args.out / "auc_over_time.png")
-    figures = summary(drifting, control)
+    results = run_streams(args.out / "work", tuple(args.streams.split(",")))
+    plot(results, args.out / "auc_over_time.png")
+    figures = summary(results)
     (args.out / "figures.json").write_text(
-        json.dumps({**figures, "drift": asdict(drifting), "control": asdict(control)}, indent=1)
+        json.dumps({**figures, "results": {k: asdict(v) for k, v in results.items()}}, indent=1)
     )
-    print(json.dumps(figures, indent=1))
+    print(json.dumps({k: v for k, v in figures.items() if k != "requests"}, indent=1))
     return 0
 
 

@@ -53,13 +53,14 @@ def test_a_challenger_no_better_keeps_the_champion(regimes: dict) -> None:
     assert not same.promote and "not better on the current regime" in same.reason
     assert same.comparison is not None and same.comparison.auc_gain_ci == (0.0, 0.0)
     worse = promotion.judge(promotion.compare(regimes["old"], regimes["new"], holdout))
-    assert not worse.promote and "may be worse" in worse.reason
+    assert not worse.promote and "worse beyond the uncertainty" in worse.reason
 
 
 def test_better_on_the_whole_holdout_is_not_enough_when_the_current_regime_says_otherwise(regimes: dict) -> None:
     # Three quarters of the holdout is from before the onset: the old regime's model wins there, and
     # loses on the day after it, which is what the data is now.
-    holdout = pl.concat([_on(OLD_DAY, synthetic(6000, seed=15)), _on(NEW_DAY, synthetic(2000, seed=16, x0_effect=-1.5))])
+    before, after = synthetic(6000, seed=15), synthetic(2000, seed=16, x0_effect=-1.5)
+    holdout = pl.concat([_on(OLD_DAY, before), _on(NEW_DAY, after)])
     overall = promotion.compare(regimes["new"], regimes["old"], holdout)
     assert overall.auc_gain is not None and overall.auc_gain > 0
     decision = promotion.judge(promotion.compare(regimes["new"], regimes["old"], holdout, now_days=[NEW_DAY]))

@@ -9,9 +9,9 @@ from dataplatform.lib import drift as drift_lib
 from dataplatform.lib.monitoring import MAX_DOMAIN_THRESHOLD, domain_classifier_drift, normal_domain_auc
 from dataplatform.lib.quality import BandStatus
 from dataplatform.lib.retraining import (
-    MIN_REGIME_DAYS,
     PRE_ONSET_WEIGHT,
     DriftDay,
+    LastWindow,
     PerformanceDay,
     choose_training_window,
     drift_onset,
@@ -54,7 +54,7 @@ def test_suspect_days_are_in_neither_the_training_window_nor_the_holdout_and_are
     assert window.excluded_days == {str(day): "suspect: abrupt shift" for day in suspect}
 
 
-def test_after_a_drift_the_window_weighs_the_new_regime_up_and_then_trains_on_it_alone() -> None:
+def test_after_a_drift_the_days_before_its_onset_weigh_less() -> None:
     labelled = days(30)
     early = choose_training_window(
         labelled, train_days=14, holdout_days=2, day_corruption={}, max_corruption=0.05, onset=labelled[24]
@@ -62,11 +62,11 @@ def test_after_a_drift_the_window_weighs_the_new_regime_up_and_then_trains_on_it
     assert early.train_days == labelled[14:28] and early.holdout_days == labelled[28:]
     assert early.weights == dict.fromkeys(labelled[14:24], PRE_ONSET_WEIGHT)  # days from the onset weigh 1
     assert early.now_days == labelled[28:] and "recent-weighted" in early.rule
-    later = choose_training_window(
-        labelled, train_days=14, holdout_days=2, day_corruption={}, max_corruption=0.05, onset=labelled[18]
+    settled = choose_training_window(
+        labelled, train_days=14, holdout_days=2, day_corruption={}, max_corruption=0.05, onset=labelled[10]
     )
-    assert later.train_days == labelled[18:28] and len(later.train_days) >= MIN_REGIME_DAYS
-    assert later.weights == {} and later.rule.startswith("the new regime: 10 days from")
+    assert settled.train_days == labelled[14:28] and settled.weights == {}
+    assert settled.rule.startswith("the new regime alone")
     # An onset inside the holdout: only its days after the onset judge the challenger.
     late = choose_training_window(
         labelled, train_days=14, holdout_days=2, day_corruption={}, max_corruption=0.05, onset=labelled[29]
@@ -75,13 +75,44 @@ def test_after_a_drift_the_window_weighs_the_new_regime_up_and_then_trains_on_it
 
 
 def test_the_onset_is_the_first_day_of_the_current_episode() -> None:
-    reports = [drift(0, ["a", "b"]), drift(3, ["a", "b"]), drift(4), drift(5, ["a", "b"]), drift(6, ["a", "b"])]
-    assert drift_onset(reports, []) == D + dt.timedelta(3)  # one quiet day inside an episode is bridged
+    ab = ["a", "b"]
+    reports = [drift(0, ab), drift(5, ab), drift(6), drift(7), drift(8, ab), drift(9, ab)]
+    # Two quiet days inside an episode (a fresh champion not yet behind the data) are bridged; four are not.
+    assert drift_onset(reports, []) == D + dt.timedelta(5)
     assert drift_onset([drift(i) for i in range(5)], []) is None
     below = [PerformanceDay(D + dt.timedelta(2), 0.6, True)]
-    assert drift_onset([drift(3, ["a", "b"]), drift(4, ["a", "b"])], below) == D + dt.timedelta(2)
-    decision = retrain_decision(reports, [], last_retrain=None, today=D + dt.timedelta(6))
-    assert decision.retrain and decision.onset == D + dt.timedelta(3)
+    assert drift_onset([drift(3, ab), drift(4, ab)], below) == D + dt.timedelta(2)
+    decision = retrain_decision(reports, [], last_retrain=None, today=D + dt.timedelta(9))
+    assert decision.retrain and decision.onset == D + dt.timedelta(5)
+
+
+def test_a_drift_retrain_leaves_follow_ups_due_as_the_new_regime_grows_and_when_it_settles() -> None:
+    ab = ["a", "b"]
+    onset, labelled = D + dt.timedelta(20), days(40)
+    # Retrained on day 22: 14 days, the 12 before the onset weighed down; the champion trained until day 19.
+    last = LastWindow(onset, [D + dt.timedelta(i) for i in range(6, 20)], D + dt.timedelta(19))
+    reports = [drift(20, ab), drift(21, ab), drift(22, ab), *(drift(i) for i in range(23, 40))]
+
+    def decide(today: int, *, window: LastWindow = last) -> object:
+        known = [d for d in labelled if d <= D + dt.timedelta(today - 2)]  # labels mature two days later
+        return retrain_decision(
+            [r for r in reports if r.day <= D + dt.timedelta(today)], [], last_retrain=D + dt.timedelta(22),
+            today=D + dt.timedelta(today), last_window=window, labelled_days=known, holdout_days=2,
+        )  # fmt: skip
+
+    assert not decide(26).retrain  # quiet for 4 days, but only 2 labelled days after the last drifted day
+    settled = decide(33)  # 9 labelled days after day 22 (the last drifted day)
+    assert settled.retrain and settled.rule == "episode_settled" and settled.onset == D + dt.timedelta(23)
+    # The champion trained after the change settled: only the regime's growth is left to follow.
+    caught_up = LastWindow(onset, last.train_days, D + dt.timedelta(30))
+    grown = decide(33, window=caught_up)
+    assert grown.retrain and grown.rule == "new_regime" and grown.onset == onset
+    # On day 28: 5 labelled training days of the regime, not yet 7 more than the window held.
+    assert not decide(28, window=caught_up).retrain
+    # A window of the regime alone, or no drift retrain at all, leaves nothing due.
+    alone = LastWindow(onset, [D + dt.timedelta(i) for i in range(20, 34)], D + dt.timedelta(33))
+    assert not decide(39, window=alone).retrain
+    assert not decide(39, window=LastWindow(None, last.train_days, None)).retrain
 
 
 def test_drift_of_features_the_champion_barely_uses_is_recorded_and_not_retrained_for() -> None:

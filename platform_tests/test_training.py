@@ -37,7 +37,8 @@ def synthetic(
     x[:, 0] = x[:, 0] * x0_scale + x0_shift
     category = np.array(["shoes", "bags", "phones", "books"])[rng.integers(0, 4, n)]
     brand = np.array([f"brand{i}" for i in range(300)])[rng.integers(0, 300, n)]  # > 255 levels
-    logit = x0_effect * x[:, 0] - 0.8 * x[:, 1] + 0.6 * x[:, 2] * x[:, 3] + np.where(category == "shoes", 1.0, 0.0) - 1.0
+    shoes = np.where(category == "shoes", 1.0, 0.0)
+    logit = x0_effect * x[:, 0] - 0.8 * x[:, 1] + 0.6 * x[:, 2] * x[:, 3] + shoes - 1.0
     if noise:
         logit = np.full(n, -1.0)
     label = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int8)

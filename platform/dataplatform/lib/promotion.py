@@ -8,14 +8,16 @@ that draw, which cancels the noise the two models share and leaves the noise of 
 
 Precision and recall depend on a decision threshold that each model picked on its own calibration
 slice, from its own training period; after a drift the champion's is stale. Both thresholds are
-**re-tuned on the holdout** (the F1-best cut) before precision and recall are compared, so a model
-is not rejected for a threshold that one line of code would move.
+**re-tuned on the holdout** (the F1-best cut) before precision, recall and F1 are compared and
+reported, so a model is not judged by a threshold that one line of code would move. They do not
+veto a better ranker: on a holdout of two days the F1-best cut's F1 moves by several points from
+one draw to the next (measured on the 14-week scenario: a challenger with +0.012 AUC showed F1
+0.300 against 0.367), more than the differences it would decide on.
 
 The rule (:func:`judge`): promote when the challenger is
 
-* not worse within the uncertainty: even the unlucky end (5th percentile) of its AUC gain is above
-  ``-AUC_TOLERANCE``, and that of its recall@k gain above ``-RECALL_AT_K_TOLERANCE``, and its F1 at
-  the re-tuned threshold is within ``F1_TOLERANCE`` of the champion's; and
+* not worse within the uncertainty: the 90% interval of its AUC gain and that of its recall@k gain
+  reach above zero (the data cannot say it is worse); and
 * better on the regime the data is in now: its AUC on the holdout days from the drift's onset on
   (all holdout days when no onset is known) is higher than the champion's.
 """
@@ -40,9 +42,6 @@ from dataplatform.lib.training import (
     weighted_auc,
 )
 
-AUC_TOLERANCE: Final = 0.02
-RECALL_AT_K_TOLERANCE: Final = 0.05  # recall@k averages over the users with a purchase: a few hundred
-F1_TOLERANCE: Final = 0.03
 FIRST_MODEL_MARGIN: Final = 0.02  # a first model must beat chance (AUC 0.5) by this much
 BOOTSTRAP_RESAMPLES: Final = 300
 
@@ -231,26 +230,18 @@ def judge(comparison: Comparison) -> Decision:
     if c.auc_gain is None or c.auc_gain_ci is None or c.auc_gain_now is None:
         return Decision(False, "keep champion: AUC is undefined on this holdout (one class only).", c)
     low, high = c.auc_gain_ci
+    f1 = f"F1 {c.challenger.f1 or 0.0:.3f} vs {c.champion.f1 or 0.0:.3f} at thresholds re-tuned on the holdout"
     gain = (
         f"AUC {c.challenger.auc:.3f} vs {c.champion.auc:.3f} (gain {c.auc_gain:+.3f}, 90% CI {low:+.3f}..{high:+.3f})"
     )
-    now = f"on the current regime ({c.now_rows} rows) {c.auc_gain_now:+.3f}"
-    if low < -AUC_TOLERANCE:
-        return Decision(False, f"keep champion: it may be worse by more than {AUC_TOLERANCE}: {gain}.", c)
-    if c.recall_at_k_gain_ci is not None and c.recall_at_k_gain_ci[0] < -RECALL_AT_K_TOLERANCE:
+    if c.recall_at_k_gain is not None and c.recall_at_k_gain_ci is not None:
         r_low, r_high = c.recall_at_k_gain_ci
-        return Decision(
-            False,
-            f"keep champion: recall@{c.k} may be worse by more than {RECALL_AT_K_TOLERANCE} "
-            f"(gain 90% CI {r_low:+.3f}..{r_high:+.3f}); {gain}.",
-            c,
-        )
-    f1_old, f1_new = c.champion.f1 or 0.0, c.challenger.f1 or 0.0
-    if f1_new < f1_old - F1_TOLERANCE:
-        return Decision(False, f"keep champion: F1 at re-tuned thresholds {f1_new:.3f} vs {f1_old:.3f}; {gain}.", c)
+        gain += f", recall@{c.k} gain {c.recall_at_k_gain:+.3f} ({r_low:+.3f}..{r_high:+.3f})"
+    if high < 0:
+        return Decision(False, f"keep champion: AUC worse beyond the uncertainty: {gain}; {f1}.", c)
+    if c.recall_at_k_gain_ci is not None and c.recall_at_k_gain_ci[1] < 0:
+        return Decision(False, f"keep champion: recall@{c.k} worse beyond the uncertainty: {gain}; {f1}.", c)
+    now = f"on the current regime ({c.now_rows} rows): AUC gain {c.auc_gain_now:+.3f}"
     if c.auc_gain_now <= 0:
-        return Decision(False, f"keep champion: not better {now}; {gain}.", c)
-    recall = "" if c.recall_at_k_gain is None else f", recall@{c.k} {c.recall_at_k_gain:+.3f}"
-    return Decision(
-        True, f"promoted: better {now}; {gain}{recall}; F1 {f1_new:.3f} vs {f1_old:.3f} at re-tuned thresholds.", c
-    )
+        return Decision(False, f"keep champion: not better {now}; {gain}; {f1}.", c)
+    return Decision(True, f"promoted: better {now}; {gain}; {f1}.", c)

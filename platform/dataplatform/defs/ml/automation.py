@@ -12,7 +12,14 @@ from dataplatform.defs.monitoring.assets import DRIFT_REPORT, MODEL_PERFORMANCE
 from dataplatform.defs.resources import AlertWebhookResource
 from dataplatform.defs.scheduling import daily_partition_schedule
 from dataplatform.lib.alerts import Alert
-from dataplatform.lib.retraining import MIN_REGIME_DAYS, PRE_ONSET_WEIGHT, DriftDay, PerformanceDay, retrain_decision
+from dataplatform.lib.retraining import (
+    PRE_ONSET_WEIGHT,
+    REGIME_FOLLOW_UP_DAYS,
+    DriftDay,
+    LastWindow,
+    PerformanceDay,
+    retrain_decision,
+)
 
 retrain_job = dg.define_asset_job(
     "retrain_job",
@@ -31,7 +38,7 @@ labelled_performance_job = dg.define_asset_job(
     partitions_def=daily_partitions,
     description="Rebuild a day's examples once its labels matured, and measure the champion's realized performance.",
 )
-RECENT_REPORTS = 10
+RECENT_REPORTS = 30  # a drift episode's onset is searched this far back
 
 
 def _metadata_value(metadata: dict, key: str, default: object = None) -> object:
@@ -82,6 +89,25 @@ def _performance_days(instance: dg.DagsterInstance) -> list[PerformanceDay]:
     return list(days.values())
 
 
+def _last_window(instance: dg.DagsterInstance) -> LastWindow | None:
+    """The latest training window's drift onset and days, and the champion's last training day."""
+    event = instance.get_latest_materialization_event(TRAINING_SET)
+    if event is None or event.asset_materialization is None:
+        return None
+    window = _metadata_value(event.asset_materialization.metadata, "window", {}) or {}
+    champion = instance.get_latest_materialization_event(CHAMPION)
+    trained = (
+        _metadata_value(champion.asset_materialization.metadata, "training_window", {}) or {}
+        if champion and champion.asset_materialization
+        else {}
+    )
+    return LastWindow(
+        onset=dt.date.fromisoformat(window["onset"]) if window.get("onset") else None,
+        train_days=[dt.date.fromisoformat(d) for d in window.get("train_days", [])],
+        champion_trained_until=dt.date.fromisoformat(trained["end"]) if trained.get("end") else None,
+    )
+
+
 def _last_retrain(instance: dg.DagsterInstance) -> dt.date | None:
     """The day of data on which the latest challenger was trained (the cooldown runs in days of data)."""
     event = instance.get_latest_materialization_event(CHALLENGER)
@@ -100,27 +126,33 @@ def _last_retrain(instance: dg.DagsterInstance) -> dt.date | None:
         "and persistent (two or more features beyond their learned thresholds on 2 of the last 3 days, unless the "
         "drifted features carry little of the champion's importance and its performance holds: drift without "
         "impact) or realized AUC was below its band on 2 of the last 3 labelled days, outside a cooldown "
-        "(DP_RETRAIN_COOLDOWN_DAYS). The run's tags carry the drift's estimated onset and the training window rule "
-        "it implies. Each decision runs once (run_key), carries its reasons as run tags, "
-        "is recorded as an observation of ml/challenger_model and sent as an alert."
+        "(DP_RETRAIN_COOLDOWN_DAYS); and follow-ups a drift retrain leaves due: each week the new regime gains "
+        "while the window still held days before the onset, and once when the drift settled after the champion "
+        "trained. The run's tags carry the drift's estimated onset and the training window rule it implies. "
+        "Each decision runs once (run_key), carries its reasons as "
+        "run tags, is recorded as an observation of ml/challenger_model and sent as an alert."
     ),
 )
 def drift_retraining_sensor(context: dg.SensorEvaluationContext, alerts: AlertWebhookResource) -> dg.SensorResult:
     drift_days = _drift_days(context.instance)
+    performance_days = _performance_days(context.instance)
     decision = retrain_decision(
         drift_days,
-        _performance_days(context.instance),
+        performance_days,
         last_retrain=_last_retrain(context.instance),
         today=max((d.day for d in drift_days), default=dt.datetime.now(dt.UTC).date()),
         cooldown_days=SETTINGS.retrain_cooldown_days,
+        last_window=_last_window(context.instance),
+        labelled_days=[p.day for p in performance_days],
+        holdout_days=SETTINGS.holdout_days,
     )
     if not decision.retrain:
         return dg.SensorResult(skip_reason=f"{decision.rule}: {decision.reason}")
     details = decision.as_dict()
-    onset = {ONSET_TAG: str(decision.onset)} if decision.onset else {}
+    onset_tag = {ONSET_TAG: str(decision.onset)} if decision.onset else {}
     window_rule = (
-        f"from the onset {decision.onset}: the new regime alone once {MIN_REGIME_DAYS} labelled days, "
-        f"until then earlier days weigh {PRE_ONSET_WEIGHT}"
+        f"days before the onset {decision.onset} weigh {PRE_ONSET_WEIGHT}; a follow-up retrain each "
+        f"{REGIME_FOLLOW_UP_DAYS} labelled days the new regime gains, until it trains alone"
         if decision.onset
         else "the latest labelled days"
     )
@@ -133,7 +165,7 @@ def drift_retraining_sensor(context: dg.SensorEvaluationContext, alerts: AlertWe
                 run_key=f"retrain:{decision.latest_day}:{decision.rule}",
                 tags={
                     TRIGGER_TAG: decision.rule,
-                    **onset,
+                    **onset_tag,
                     "dataplatform/window_rule": window_rule,
                     "dataplatform/reason": decision.reason[:200],
                     "dataplatform/features": ",".join(decision.features)[:200] or "none",

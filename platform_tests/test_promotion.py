@@ -85,3 +85,16 @@ def test_the_paired_interval_is_narrower_than_the_models_own_intervals(regimes: 
     own = evaluate(sibling, holdout).auc_ci
     assert own is not None
     assert comparison.auc_gain_ci[1] - comparison.auc_gain_ci[0] < 0.5 * (own[1] - own[0])
+
+
+def test_a_follow_up_with_more_of_the_regime_is_promoted_unless_the_data_say_it_is_worse(regimes: dict) -> None:
+    holdout = _on(NEW_DAY, synthetic(3000, seed=20, x0_effect=-1.5))
+    sibling = _train(synthetic(12_000, seed=21, x0_effect=-1.5))
+    even = promotion.compare(regimes["new"], sibling, holdout)
+    assert even.auc_gain_ci is not None and even.auc_gain_ci[0] < 0 < even.auc_gain_ci[1]  # the holdout cannot tell
+    kept = promotion.judge(dataclasses.replace(even, auc_gain_now=-0.001))
+    assert not kept.promote
+    follow_up = promotion.judge(dataclasses.replace(even, auc_gain_now=-0.001), more_of_the_regime=True)
+    assert follow_up.promote and "a week or more of the current regime" in follow_up.reason
+    worse = promotion.compare(regimes["new"], regimes["old"], holdout)
+    assert not promotion.judge(worse, more_of_the_regime=True).promote

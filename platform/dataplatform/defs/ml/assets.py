@@ -24,8 +24,8 @@ from dataplatform.defs.ingestion.metadata import WRITER_POOL
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
 from dataplatform.lib import drift, features, featurestore, promotion, retraction, suspects, warehouse
 from dataplatform.lib.quality import check_contract, markdown_table
-from dataplatform.lib.registry import frame_fingerprint
-from dataplatform.lib.retraining import choose_training_window, training_gate
+from dataplatform.lib.registry import ModelCard, frame_fingerprint
+from dataplatform.lib.retraining import REGIME_FOLLOW_UP_DAYS, choose_training_window, training_gate
 from dataplatform.lib.training import evaluate, permutation_importance, train_model
 
 TRAINING_SET = dg.AssetKey(["ml", "training_set"])
@@ -223,9 +223,9 @@ def training_set(
 
 def _load_sets(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource
-) -> tuple[str, pl.DataFrame, pl.DataFrame, list[dt.date]]:
-    """The latest training set: fingerprint, train (with its `weight` per row), holdout, and the holdout's
-    days of the current regime."""
+) -> tuple[str, pl.DataFrame, pl.DataFrame, dict[str, Any]]:
+    """The latest training set: fingerprint, train (with its `weight` per row), holdout, and its window
+    (`lib.retraining.TrainingWindow.as_dict`, with `now_days`: the holdout's days of the current regime)."""
     event = context.instance.get_latest_materialization_event(TRAINING_SET)
     if event is None or event.asset_materialization is None:
         raise dg.Failure("ml/training_set has not been materialized")
@@ -243,8 +243,20 @@ def _load_sets(
         .replace_strict(weights, default=1.0, return_dtype=pl.Float64)
         .alias("weight")
     )
-    now_days = [dt.date.fromisoformat(d) for d in metadata["now_days"].value] if "now_days" in metadata else []
-    return str(fingerprint), train, holdout, now_days
+    now_days = metadata["now_days"].value if "now_days" in metadata else []
+    return str(fingerprint), train, holdout, {**window, "now_days": now_days}
+
+
+def _more_of_the_regime(window: dict[str, Any], champion: ModelCard) -> bool:
+    """Whether the challenger's window holds REGIME_FOLLOW_UP_DAYS or more days of the current regime (from
+    the window's drift onset) than the champion's training window did."""
+    if not window.get("onset"):
+        return False
+    onset = dt.date.fromisoformat(window["onset"])
+    ours = sum(dt.date.fromisoformat(d) >= onset for d in window.get("train_days", []))
+    start, end = (dt.date.fromisoformat(str(champion.training_window[k])) for k in ("start", "end"))
+    theirs = max(0, (end - max(start, onset)).days + 1)
+    return ours - theirs >= REGIME_FOLLOW_UP_DAYS
 
 
 def _recent_retrains(con: Any) -> pl.DataFrame:
@@ -288,7 +300,8 @@ def _recent_retrains(con: Any) -> pl.DataFrame:
 def challenger_model(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, models: ModelRegistryResource
 ) -> dg.MaterializeResult:
-    fingerprint, train, holdout, now_days = _load_sets(context, lakehouse)
+    fingerprint, train, holdout, window = _load_sets(context, lakehouse)
+    now_days = [dt.date.fromisoformat(d) for d in window["now_days"]]
     registry = models.registry()
     started = time.perf_counter()
     trained = train_model(
@@ -311,7 +324,8 @@ def challenger_model(
         champion_card = None
     if champion_card:
         champion = registry.load(champion_card.version)
-        decision = promotion.judge(promotion.compare(champion, trained, holdout, now_days=now_days))
+        comparison = promotion.compare(champion, trained, holdout, now_days=now_days)
+        decision = promotion.judge(comparison, more_of_the_regime=_more_of_the_regime(window, champion_card))
     else:
         decision = promotion.judge_first(challenger_metrics.auc)
     days = sorted(train["event_date"].unique().to_list())

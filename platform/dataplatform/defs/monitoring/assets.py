@@ -260,8 +260,8 @@ def performance_holds(con: Any, card: ModelCard, day: dt.date, expected_auc: flo
         "The champion on the day's examples: AUC (95% bootstrap CI), precision, recall and recall@10 per user "
         "once the day's labels are mature; before that, an estimate from the model's own calibrated "
         "confidence (CBPE-style expected AUC). Realized AUC is judged against a band learned from data the champion "
-        "did not train on (its AUCs on days after its training window, its holdout until 5 exist), by the upper end "
-        "of its interval (a day is below the band only when even its best plausible AUC is)."
+        "did not train on: its AUCs on days after its training window (the day's AUC judged as it is, the band "
+        "holding daily noise), or until 5 exist its holdout (judged by the upper end of the day's interval)."
     ),
     kinds={"scikitlearn", "duckdb"},
     owners=OWNERS,
@@ -305,12 +305,13 @@ def model_performance(
                 auc_high=metrics.auc_ci[1] if metrics.auc_ci else None, precision=metrics.precision,
                 recall=metrics.recall, recall_at_k=metrics.recall_at_k,
             )  # fmt: skip
-            # The band is on the error (1 - AUC), so "high" means worse than usual. A day's AUC is
-            # uncertain (a few hundred positives): it is judged by the upper end of its 95% interval,
-            # so a day is below the band only when even its best plausible AUC is.
-            best = metrics.auc_ci[1] if metrics.auc_ci else metrics.auc
-            if band and best is not None:
-                status = band.status(1 - best)
+            # The band is on the error (1 - AUC), so "high" means worse than usual. A band learned from
+            # daily AUCs already holds a day's sampling noise: the day's AUC is judged as it is. A band
+            # from the holdout holds only the holdout's uncertainty: the day is judged by the upper end
+            # of its 95% interval (below the band only when even its best plausible AUC is).
+            judged = metrics.auc if band and band.n_history else (metrics.auc_ci[1] if metrics.auc_ci else metrics.auc)
+            if band and judged is not None:
+                status = band.status(1 - judged)
         row.update(band_low=1 - band.high if band else None, status=status.value)
         frame = pl.DataFrame(
             [row],

@@ -103,12 +103,15 @@ def test_a_drift_retrain_leaves_follow_ups_due_as_the_new_regime_grows_and_when_
     assert not decide(26).retrain  # quiet for 4 days, but only 2 labelled days after the last drifted day
     settled = decide(33)  # 9 labelled days after day 22 (the last drifted day)
     assert settled.retrain and settled.rule == "episode_settled" and settled.onset == D + dt.timedelta(23)
-    # The champion trained after the change settled: only the regime's growth is left to follow.
-    caught_up = LastWindow(onset, last.train_days, D + dt.timedelta(30))
-    grown = decide(33, window=caught_up)
+    # A champion trained on days 10-23 (after the last drifted day): only the regime's growth is left to
+    # follow, once its 4 regime days have grown by 7 labelled training days (13 labelled days from the onset).
+    caught_up = LastWindow(onset, [D + dt.timedelta(i) for i in range(10, 24)], D + dt.timedelta(23))
+    grown = decide(34, window=caught_up)
     assert grown.retrain and grown.rule == "new_regime" and grown.onset == onset
-    # On day 28: 5 labelled training days of the regime, not yet 7 more than the window held.
-    assert not decide(28, window=caught_up).retrain
+    assert not decide(33, window=caught_up).retrain
+    # A retrain whose challenger was not promoted (the holdout saw no change) leaves nothing due.
+    kept = LastWindow(onset, last.train_days, D + dt.timedelta(12))
+    assert not decide(34, window=kept).retrain
     # A window of the regime alone, or no drift retrain at all, leaves nothing due.
     alone = LastWindow(onset, [D + dt.timedelta(i) for i in range(20, 34)], D + dt.timedelta(33))
     assert not decide(39, window=alone).retrain
@@ -139,6 +142,10 @@ def test_the_performance_band_is_learned_from_days_the_model_did_not_train_on() 
     assert out_of_sample is not None and out_of_sample.n_history == 6
     assert out_of_sample.status(1 - 0.79) is BandStatus.OK and out_of_sample.status(1 - 0.72) is not BandStatus.OK
     assert performance_band([], None, None) is None
+    # Six days that happened to agree: their MAD is tiny; a day's sampling error (0.02) keeps the band honest.
+    agreeing = [0.810, 0.811, 0.809, 0.810, 0.812, 0.810]
+    assert performance_band(agreeing, 0.8, None).status(1 - 0.76) is not BandStatus.OK
+    assert performance_band(agreeing, 0.8, None, day_se=0.02).status(1 - 0.76) is BandStatus.OK
 
 
 def gate(**overrides: object):

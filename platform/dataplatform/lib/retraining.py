@@ -189,15 +189,21 @@ MIN_PERFORMANCE_SPREAD = 0.01
 
 
 def performance_band(
-    out_of_sample_aucs: Sequence[float], holdout_auc: float | None, holdout_auc_ci: Sequence[float] | None
+    out_of_sample_aucs: Sequence[float],
+    holdout_auc: float | None,
+    holdout_auc_ci: Sequence[float] | None,
+    *,
+    day_se: float = 0.0,
 ) -> Band | None:
     """The band of a model's error (1 - AUC) learned from data it did not train on: its daily AUCs after
-    its training window (median ± 3 robust sd) once MIN_OUT_OF_SAMPLE_DAYS exist, before that its
-    holdout AUC with the spread its 95% bootstrap interval implies. (Days inside the training window
-    score too well: a band learned there flags every honest day, and one learned on them hides a real
-    drop.) None when neither exists."""
+    its training window (median ± 3 robust sd, the sd never below `day_se`, a day's sampling error:
+    a MAD of a week of days can come out far smaller, measured at 0.005 against a day's 0.02) once
+    MIN_OUT_OF_SAMPLE_DAYS exist, before that its holdout AUC with the spread its 95% bootstrap
+    interval implies. (Days inside the training window score too well: a band learned there flags
+    every honest day, and one learned on them hides a real drop.) None when neither exists."""
     if len(out_of_sample_aucs) >= MIN_OUT_OF_SAMPLE_DAYS:
-        return learned_band([1 - a for a in out_of_sample_aucs], min_width=MIN_PERFORMANCE_SPREAD)
+        spread = max(MIN_PERFORMANCE_SPREAD, day_se)
+        return learned_band([1 - a for a in out_of_sample_aucs], min_width=spread)
     if holdout_auc is None:
         return None
     low, high = holdout_auc_ci if holdout_auc_ci else (holdout_auc, holdout_auc)
@@ -278,9 +284,12 @@ def follow_up(
       ONSET_MAX_GAP_DAYS days, the champion trained on days before the episode's last flagged day L
       (the data was still moving), and REGIME_FOLLOW_UP_DAYS training days plus a holdout are labelled
       after L: a retrain learns the regime the change settled in (onset L + 1).
-    An episode nobody retrained for (a lone drifted day) leaves no follow-up due.
+    Only a retrain whose challenger was promoted (the holdout agreed the data had changed) leaves a
+    follow-up due: an episode nobody retrained for, or whose retrain found nothing better (a false
+    alarm, a lone drifted day), does not.
     """
-    if last.onset is None:
+    promoted = bool(last.train_days) and last.champion_trained_until == max(last.train_days)
+    if last.onset is None or not promoted:
         return None
     latest = max((d.day for d in drift_days), default=today)
     labelled = sorted(set(labelled_days))

@@ -230,12 +230,14 @@ def champion_band(con: Any, card: ModelCard, day: dt.date) -> Band | None:
     """The champion's performance band before `day`, learned from data it did not train on: its realized
     AUCs on days after its training window (the last 28), or its holdout until enough exist."""
     rows = con.sql(
-        "SELECT auc FROM model_performance WHERE NOT estimated AND auc IS NOT NULL AND champion = ? "
-        "AND event_date > ? AND event_date < ? ORDER BY event_date DESC LIMIT 28",
+        "SELECT auc, (auc_high - auc_low) / 3.92 FROM model_performance WHERE NOT estimated AND auc IS NOT NULL "
+        "AND champion = ? AND event_date > ? AND event_date < ? ORDER BY event_date DESC LIMIT 28",
         params=[card.version, dt.date.fromisoformat(str(card.training_window["end"])), day],
     ).fetchall()
     holdout = card.metrics.get("holdout", {})
-    return performance_band([r[0] for r in rows], holdout.get("auc"), holdout.get("auc_ci"))
+    errors = sorted(r[1] for r in rows if r[1] is not None)
+    day_se = errors[len(errors) // 2] if errors else 0.0  # a day's sampling error: its 95% interval / 3.92
+    return performance_band([r[0] for r in rows], holdout.get("auc"), holdout.get("auc_ci"), day_se=day_se)
 
 
 def performance_holds(con: Any, card: ModelCard, day: dt.date, expected_auc: float | None) -> bool:

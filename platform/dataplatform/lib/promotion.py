@@ -42,6 +42,7 @@ from dataplatform.lib.training import (
     Interval,
     TrainedModel,
     max_f1_threshold,
+    percentile_interval,
     recall_at_k,
     weighted_auc,
 )
@@ -124,14 +125,6 @@ def _auc(scores: np.ndarray, y: np.ndarray) -> float | None:
     return float(weighted_auc(positives, 1.0 - positives, starts))
 
 
-def _interval90(values: np.ndarray) -> Interval | None:
-    finite = values[np.isfinite(values)]
-    if not len(finite):
-        return None
-    low, high = np.percentile(finite, [5, 95])
-    return float(low), float(high)
-
-
 def _paired_auc_gains(a: np.ndarray, b: np.ndarray, y: np.ndarray, resamples: int, seed: int) -> np.ndarray:
     """AUC(b) - AUC(a) on `resamples` row resamples, each drawn once and applied to both models (as
     count matrices, a chunk of resamples at a time)."""
@@ -205,9 +198,9 @@ def compare(
         champion=old,
         challenger=new,
         auc_gain=None if old.auc is None or new.auc is None else new.auc - old.auc,
-        auc_gain_ci=_interval90(auc_gains),
+        auc_gain_ci=percentile_interval(auc_gains, 0.90),
         recall_at_k_gain=recall_gain,
-        recall_at_k_gain_ci=_interval90(recall_gains),
+        recall_at_k_gain_ci=percentile_interval(recall_gains, 0.90),
         auc_gain_now=None if old.auc_now is None or new.auc_now is None else new.auc_now - old.auc_now,
     )
 

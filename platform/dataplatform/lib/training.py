@@ -349,11 +349,13 @@ def weighted_auc(pos: np.ndarray, neg: np.ndarray, starts: np.ndarray) -> np.nda
         return np.where(denominator > 0, numerator / denominator, np.nan)
 
 
-def _interval(values: np.ndarray) -> Interval | None:
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> Interval | None:
+    """The central `level` interval of bootstrap draws (non-finite draws left out); None without any."""
     finite = values[np.isfinite(values)]
     if not len(finite):
         return None
-    lo, hi = np.percentile(finite, [2.5, 97.5])
+    tail = 50.0 * (1.0 - level)
+    lo, hi = np.percentile(finite, [tail, 100.0 - tail])
     return float(lo), float(hi)
 
 
@@ -379,7 +381,11 @@ def _bootstrap(
         with np.errstate(invalid="ignore", divide="ignore"):
             precisions.append(np.where(predicted > 0, tp / predicted, np.nan))
             recalls.append(np.where(positives > 0, tp / positives, np.nan))
-    return _interval(np.concatenate(aucs)), _interval(np.concatenate(precisions)), _interval(np.concatenate(recalls))
+    return (
+        percentile_interval(np.concatenate(aucs)),
+        percentile_interval(np.concatenate(precisions)),
+        percentile_interval(np.concatenate(recalls)),
+    )
 
 
 def recall_at_k(

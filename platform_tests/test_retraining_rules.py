@@ -100,8 +100,8 @@ def test_a_drift_retrain_leaves_follow_ups_due_as_the_new_regime_grows_and_when_
             today=D + dt.timedelta(today), last_window=window, labelled_days=known, holdout_days=2,
         )  # fmt: skip
 
-    assert not decide(26).retrain  # quiet for 4 days, but only 2 labelled days after the last drifted day
-    settled = decide(33)  # 9 labelled days after day 22 (the last drifted day)
+    assert not decide(28).retrain  # quiet for 6 days, but only 4 labelled days after the last drifted day
+    settled = decide(29)  # 5 labelled days after day 22 (the last drifted day): 3 to train, 2 to hold out
     assert settled.retrain and settled.rule == "episode_settled" and settled.onset == D + dt.timedelta(23)
     # A champion trained on days 10-23 (after the last drifted day): only the regime's growth is left to
     # follow, once its 4 regime days have grown by 7 labelled training days (13 labelled days from the onset).

@@ -82,8 +82,6 @@ class QuarantineRecord(pa.DataFrameModel):
 
 CONTRACT_COLUMNS: Final[tuple[str, ...]] = tuple(EventRecord.to_schema().columns)
 REQUIRED_COLUMNS: Final = ("user_id", "timestamp", "event_type")
-# Columns that describe where a row came from; they travel with every row, valid or not.
-LINEAGE_COLUMNS: Final = ("batch_id", "source_file", "source_row")
 
 # Input column names accepted as the contract's names. The right-hand names are the public
 # REES46 e-commerce behaviour dataset's (https://rees46.com, "eCommerce behavior data"),

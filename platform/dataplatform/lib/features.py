@@ -318,20 +318,6 @@ def _check_columns(events: pl.DataFrame) -> None:
         raise ValueError(f"events lack columns {missing}")
 
 
-_EV_COLUMNS: Final = (
-    "event_id",
-    "user_id",
-    "ts",
-    "event_type",
-    "product_id",
-    "category",
-    "brand",
-    "price",
-    "session_id",
-    "target",
-)
-
-
 def _ev_frame(events: pl.LazyFrame, target: pl.Expr) -> pl.LazyFrame:
     return events.select(
         pl.col("event_id").cast(pl.String),

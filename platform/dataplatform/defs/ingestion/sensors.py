@@ -12,7 +12,7 @@ ingest_landing_job = dg.define_asset_job(
     "ingest_landing_job",
     selection=[landing_events],
     description="One micro-batch of landing files (requested by landing_files_sensor).",
-    # One step: in-process execution saves a process start per run (see stack findings).
+    # One step: in-process execution saves the process start a multiprocess executor adds to every run.
     executor_def=dg.in_process_executor,
 )
 

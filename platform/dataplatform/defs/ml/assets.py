@@ -139,7 +139,8 @@ def _record_training_set(
         "`quality/event_distributions` flagged that did not persist, until an operator accepts the day: "
         "`python -m dataplatform.lib.suspects`), which are in the holdout neither. The blocking `training_data_gate` "
         "check stops training when the clean remainder is too small, breaks the training contract, or a feature "
-        "looks broken against the last accepted training set (missing share moved by > 0.2, or most categories new)."
+        f"looks broken against the last accepted training set (missing share moved by > {SEVERE_NULL_SHIFT}, or more "
+        f"than {SEVERE_UNSEEN_SHARE:.0%} of a categorical feature's values never seen)."
     ),
     kinds={"polars", "parquet"},
     owners=OWNERS,

@@ -29,6 +29,7 @@ from dataplatform.lib.training import estimate_performance, evaluate
 DRIFT_REPORT = dg.AssetKey(["monitoring", "drift_report"])
 MODEL_PERFORMANCE = dg.AssetKey(["monitoring", "model_performance"])
 CHART_DAYS = 30
+PERFORMANCE_BAND_DAYS = 28  # the champion's latest out-of-sample days its band is learned from
 # A day holds one weekday: calendar features "drift" every day by construction, so they are
 # not compared (seasonality is the quality tier's business, against previous weeks).
 CALENDAR_FEATURES = ("day_of_week",)
@@ -228,11 +229,11 @@ def drift_report(
 
 def champion_band(con: Any, card: ModelCard, day: dt.date) -> Band | None:
     """The champion's performance band before `day`, learned from data it did not train on: its realized
-    AUCs on days after its training window (the last 28), or its holdout until enough exist."""
+    AUCs on days after its training window (the last PERFORMANCE_BAND_DAYS), or its holdout until enough exist."""
     rows = con.sql(
         "SELECT auc, (auc_high - auc_low) / 3.92 FROM model_performance WHERE NOT estimated AND auc IS NOT NULL "
-        "AND champion = ? AND event_date > ? AND event_date < ? ORDER BY event_date DESC LIMIT 28",
-        params=[card.version, dt.date.fromisoformat(str(card.training_window["end"])), day],
+        "AND champion = ? AND event_date > ? AND event_date < ? ORDER BY event_date DESC LIMIT ?",
+        params=[card.version, dt.date.fromisoformat(str(card.training_window["end"])), day, PERFORMANCE_BAND_DAYS],
     ).fetchall()
     holdout = card.metrics.get("holdout", {})
     errors = sorted(r[1] for r in rows if r[1] is not None)

@@ -109,7 +109,8 @@ def _volume_check(con: Any, profile: dict[str, Any], history: pl.DataFrame, day:
             day,
             table.with_columns(event_date=pl.lit(day), judged_at=pl.lit(dt.datetime.now(dt.UTC))),
         )
-    outside = table.filter(pl.col("status").is_in([BandStatus.LOW.value, BandStatus.HIGH.value, "far_high"]))
+    outside_statuses = [BandStatus.LOW.value, BandStatus.HIGH.value, BandStatus.FAR_HIGH.value]
+    outside = table.filter(pl.col("status").is_in(outside_statuses))
     return dg.AssetCheckResult(
         check_name="volume_in_band",
         passed=outside.height == 0,

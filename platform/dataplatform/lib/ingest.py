@@ -77,7 +77,7 @@ class IngestReport:
     def reconciles(self) -> bool:
         return self.rows_in == self.rows_valid + self.rows_quarantined + self.rows_duplicate
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "rows_duplicate": self.rows_duplicate, "quarantine_rate": self.quarantine_rate}
 
 
@@ -234,7 +234,7 @@ def ingest_batch(
                 log(f"batch {batch_id}: piece {n} of {piece.source_file} read ({report.rows_in} rows so far)")
             _ingest_part(batch, writer, report, days, read.parsed, read.rejected)
             if not report.reconciles:
-                raise ReconciliationError(f"batch {batch_id} does not reconcile: {report.as_dict()}")
+                raise ReconciliationError(f"batch {batch_id} does not reconcile: {report.to_dict()}")
             writer.finish()
             now = dt.datetime.now(dt.UTC)
             batch.finish(_audit_row(report, partition_key, run_id, started, now), _files_frame(read, batch_id, now))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -30,9 +29,6 @@ class MultivariateDrift:
     drifted: bool
     top_features: list[tuple[str, float]]  # numeric features by |univariate AUC - 0.5|
     rows_per_side: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _matrix(frame: pl.DataFrame, numeric: Sequence[str], categorical: Sequence[str]) -> np.ndarray:

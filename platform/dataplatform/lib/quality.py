@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -55,9 +55,6 @@ class Band:
         if value < self.low:
             return BandStatus.LOW
         return BandStatus.OK
-
-    def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
 
 
 def learned_band(

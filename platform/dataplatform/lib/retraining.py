@@ -45,7 +45,7 @@ class TrainingWindow:
         after = [d for d in self.holdout_days if self.onset is None or d >= self.onset]
         return after or list(self.holdout_days)
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "train_days": [str(d) for d in self.train_days],
             "holdout_days": [str(d) for d in self.holdout_days],
@@ -138,7 +138,7 @@ def training_gate(
         reasons.append(f"{contract_failures} examples break the training contract")
     if severe_drift:
         reasons.append(f"severe drift against the last accepted training set: {', '.join(severe_drift)}")
-    figures = {"rows": rows, "positives": positives, "train_days": len(window.train_days), **window.as_dict()}
+    figures = {"rows": rows, "positives": positives, "train_days": len(window.train_days), **window.to_dict()}
     return GateResult(not reasons, reasons, figures)
 
 
@@ -234,7 +234,7 @@ class RetrainDecision:
     latest_day: dt.date | None
     onset: dt.date | None = None  # the current episode's first day, when a retrain is asked for
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             **asdict(self),
             "latest_day": str(self.latest_day) if self.latest_day else None,

@@ -196,14 +196,14 @@ def training_set(
     if train.height:
         featurestore.write_training_set(lake, fingerprint, train, holdout)
         _record_training_set(lakehouse, fingerprint, window.train_days, window.holdout_days, train, holdout, context)
-    context.log.info(f"training window {window.as_dict()}; gate {'passed' if gate.passed else gate.reasons}")
+    context.log.info(f"training window {window.to_dict()}; gate {'passed' if gate.passed else gate.reasons}")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": train.height,
             "holdout_rows": holdout.height,
             "fingerprint": fingerprint,
             "label_rate": dg.MetadataValue.float(float(train["label"].mean() or 0.0) if train.height else 0.0),
-            "window": dg.MetadataValue.json(window.as_dict()),
+            "window": dg.MetadataValue.json(window.to_dict()),
             "window_rule": window.rule,
             "now_days": dg.MetadataValue.json([str(d) for d in window.now_days]),
         },
@@ -226,7 +226,7 @@ def _load_sets(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource
 ) -> tuple[str, pl.DataFrame, pl.DataFrame, dict[str, Any]]:
     """The latest training set: fingerprint, train (with its `weight` per row), holdout, and its window
-    (`lib.retraining.TrainingWindow.as_dict`, with `now_days`: the holdout's days of the current regime)."""
+    (`lib.retraining.TrainingWindow.to_dict`, with `now_days`: the holdout's days of the current regime)."""
     event = context.instance.get_latest_materialization_event(TRAINING_SET)
     if event is None or event.asset_materialization is None:
         raise dg.Failure("ml/training_set has not been materialized")

@@ -148,7 +148,7 @@ def drift_retraining_sensor(context: dg.SensorEvaluationContext, alerts: AlertWe
     )
     if not decision.retrain:
         return dg.SensorResult(skip_reason=f"{decision.rule}: {decision.reason}")
-    details = decision.as_dict()
+    details = decision.to_dict()
     onset_tag = {ONSET_TAG: str(decision.onset)} if decision.onset else {}
     window_rule = (
         f"days before the onset {decision.onset} weigh {PRE_ONSET_WEIGHT}; a follow-up retrain each "

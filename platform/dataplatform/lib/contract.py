@@ -81,6 +81,8 @@ class QuarantineRecord(pa.DataFrameModel):
 
 
 CONTRACT_COLUMNS: Final[tuple[str, ...]] = tuple(EventRecord.to_schema().columns)
+# The fields a producer sends: the contract's, but `extras`, which ingestion fills with the rest.
+PRODUCER_COLUMNS: Final[tuple[str, ...]] = tuple(c for c in CONTRACT_COLUMNS if c != "extras")
 REQUIRED_COLUMNS: Final = ("user_id", "timestamp", "event_type")
 
 # Input column names accepted as the contract's names. The right-hand names are the public

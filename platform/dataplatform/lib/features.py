@@ -31,6 +31,8 @@ from typing import Final
 import duckdb
 import polars as pl
 
+from dataplatform.lib.contract import PRODUCER_COLUMNS
+
 DAY: Final = dt.timedelta(days=1)
 DEFAULT_HORIZON: Final = dt.timedelta(days=1)
 DEFAULT_HISTORY: Final = dt.timedelta(days=28)
@@ -114,17 +116,7 @@ KEY_SCHEMA: Final[dict[str, pl.DataType]] = {
 # The exact schema of `build_training_examples`' output, in column order.
 EXAMPLE_SCHEMA: Final[dict[str, pl.DataType]] = {**KEY_SCHEMA, **{c: _feature_dtype(c) for c in FEATURE_COLUMNS}}
 
-REQUIRED_EVENT_COLUMNS: Final = (
-    "event_id",
-    "user_id",
-    "timestamp",
-    "event_type",
-    "product_id",
-    "category",
-    "brand",
-    "price",
-    "session_id",
-)
+REQUIRED_EVENT_COLUMNS: Final = PRODUCER_COLUMNS
 
 
 # --------------------------------------------------------------------------------- time helpers

@@ -179,10 +179,7 @@ CREATE OR REPLACE VIEW events_daily AS
     FROM events GROUP BY ALL;
 """
 
-EVENT_COLUMNS = (
-    "event_id", "user_id", "timestamp", "event_type", "product_id", "category", "brand", "price",
-    "session_id", "extras", "source_file", "source_row", "event_date", "batch_id", "ingested_at",
-)  # fmt: skip
+EVENT_COLUMNS = (*CONTRACT_COLUMNS, "source_file", "source_row", "event_date", "batch_id", "ingested_at")
 
 # A held event_id is a duplicate only when every contract field equals the held record's.
 SAME_CONTENT_SQL = " AND ".join(f'i."{column}" IS NOT DISTINCT FROM e."{column}"' for column in CONTRACT_COLUMNS)

@@ -39,7 +39,7 @@ import numpy.typing as npt
 import polars as pl
 from tqdm import tqdm
 
-from dataplatform.lib.contract import EVENT_TYPES, UTC_DATETIME
+from dataplatform.lib.contract import EVENT_TYPES, PRODUCER_COLUMNS, UTC_DATETIME
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -49,18 +49,8 @@ BoolArray = npt.NDArray[np.bool_]
 # Public constants
 # ---------------------------------------------------------------------------------------------
 
-# The contract's columns that a producer sends (the contract's `extras` is ingestion's business).
-EVENT_COLUMNS: Final[tuple[str, ...]] = (
-    "event_id",
-    "user_id",
-    "timestamp",
-    "event_type",
-    "product_id",
-    "category",
-    "brand",
-    "price",
-    "session_id",
-)
+# The columns a generated file holds: what a producer sends.
+EVENT_COLUMNS: Final[tuple[str, ...]] = PRODUCER_COLUMNS
 # Bookkeeping columns of the generated frame (never written to files):
 #   event_date  the day the record belongs to (its folder in history dumps), even when the
 #               timestamp itself was corrupted;

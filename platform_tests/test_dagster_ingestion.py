@@ -7,7 +7,8 @@ import pytest
 from dagster_aws.s3 import S3Resource
 
 from dataplatform.definitions import defs
-from dataplatform.defs.ingestion.assets import HISTORY_EVENTS, LANDING_EVENTS, history_events, landing_events
+from dataplatform.defs.common.keys import HISTORY_EVENTS, LANDING_EVENTS
+from dataplatform.defs.ingestion.assets import history_events, landing_events
 from dataplatform.defs.ingestion.sensors import landing_files_sensor
 from dataplatform.defs.resources import LakehouseResource
 from dataplatform.lib import warehouse

@@ -32,7 +32,8 @@ import polars as pl
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from dataplatform.defs.ingestion.assets import SETTINGS, landing_events
+from dataplatform.defs.common.conventions import SETTINGS
+from dataplatform.defs.ingestion.assets import landing_events
 from dataplatform.defs.ingestion.sensors import landing_files_sensor
 from dataplatform.defs.resources import FileStoreResource, LakehouseResource
 from dataplatform.lib import warehouse

@@ -30,7 +30,8 @@ from dagster._core.instance.config import dagster_instance_config
 from dagster._serdes.config_class import ConfigurableClassData
 from dagster_aws.s3 import S3Resource
 
-from dataplatform.defs.ingestion.assets import LANDING_EVENTS, landing_events
+from dataplatform.defs.common.keys import LANDING_EVENTS
+from dataplatform.defs.ingestion.assets import landing_events
 from dataplatform.defs.ingestion.sensors import landing_files_sensor
 from dataplatform.defs.resources import FileStoreResource, LakehouseResource
 from dataplatform.lib import warehouse

@@ -16,7 +16,8 @@ import sys
 import dagster as dg
 
 from dataplatform.definitions import defs
-from dataplatform.defs.ingestion.assets import HISTORY_EVENTS, LANDING_EVENTS, SETTINGS
+from dataplatform.defs.common.conventions import SETTINGS
+from dataplatform.defs.common.keys import HISTORY_EVENTS, LANDING_EVENTS
 from dataplatform.lib.landing import open_store
 
 RANGE_START = "dagster/asset_partition_range_start"

@@ -5,15 +5,12 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from dataplatform.defs.ingestion.assets import OWNERS, daily_partitions
-from dataplatform.defs.ingestion.metadata import WRITER_POOL
-from dataplatform.defs.quality.assets import WAREHOUSE_EVENTS
+from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL, daily_partitions
+from dataplatform.defs.common.keys import FEATURE_DISTRIBUTIONS, TRAINING_EXAMPLES, WAREHOUSE_EVENTS
 from dataplatform.defs.resources import LakehouseResource
 from dataplatform.lib import features, featurestore, lakeread, warehouse
 from dataplatform.lib.quality import check_contract, markdown_table
 
-TRAINING_EXAMPLES = dg.AssetKey(["features", "training_examples"])
-FEATURE_DISTRIBUTIONS = dg.AssetKey(["features", "feature_distributions"])
 HISTORY_DAYS = features.DEFAULT_HISTORY.days
 HORIZON = features.DEFAULT_HORIZON
 

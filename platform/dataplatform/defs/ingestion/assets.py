@@ -11,26 +11,16 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from dataplatform.defs.ingestion.metadata import (
-    RECONCILE_DESCRIPTION,
-    WRITER_POOL,
-    events_column_schema,
-    reconciliation_check,
-    report_metadata,
-)
+from dataplatform.defs.common.conventions import OWNERS, SETTINGS, WRITER_POOL, daily_partitions, events_column_schema
+from dataplatform.defs.common.keys import HISTORY_EVENTS, LANDING_EVENTS
+from dataplatform.defs.ingestion.metadata import RECONCILE_DESCRIPTION, reconciliation_check, report_metadata
 from dataplatform.defs.resources import FileStoreResource, LakehouseResource
 from dataplatform.lib import warehouse
 from dataplatform.lib.batching import group_into_batches
 from dataplatform.lib.ingest import IngestReport, batch_id_for, ingest_batch
 from dataplatform.lib.landing import LandingFile, LandingStore
-from dataplatform.lib.settings import Settings
 
-SETTINGS = Settings.from_env()
-LANDING_EVENTS = dg.AssetKey(["ingestion", "landing_events"])
-HISTORY_EVENTS = dg.AssetKey(["ingestion", "history_events"])
-OWNERS = ["team:data-platform"]
 KINDS = {"polars", "parquet", "duckdb"}
-daily_partitions = dg.DailyPartitionsDefinition(start_date=SETTINGS.history_start, end_offset=1)
 
 
 class LandingBatchConfig(dg.Config):

@@ -7,27 +7,8 @@ from typing import Any
 
 import dagster as dg
 
-from dataplatform.lib.contract import REQUIRED_COLUMNS, column_descriptions, event_dtypes
+from dataplatform.defs.common.conventions import EVENTS_TABLE
 from dataplatform.lib.ingest import IngestReport
-
-WRITER_POOL = "duckdb_writer"
-EVENTS_TABLE = "warehouse.main.events"
-
-
-def events_column_schema() -> dg.TableSchema:
-    """The UI's column schema, generated from the contract."""
-    descriptions = column_descriptions()
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(
-                name,
-                str(dtype),
-                description=descriptions.get(name),
-                constraints=dg.TableColumnConstraints(nullable=name not in (*REQUIRED_COLUMNS, "event_id")),
-            )
-            for name, dtype in event_dtypes().items()
-        ]
-    )
 
 
 def report_metadata(reports: Sequence[IngestReport]) -> dict[str, Any]:

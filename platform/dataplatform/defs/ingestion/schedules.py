@@ -2,8 +2,9 @@
 
 import dagster as dg
 
-from dataplatform.defs.ingestion.assets import daily_partitions, history_events
-from dataplatform.defs.scheduling import daily_partition_schedule
+from dataplatform.defs.common.conventions import daily_partitions
+from dataplatform.defs.common.schedules import daily_partition_schedule
+from dataplatform.defs.ingestion.assets import history_events
 
 history_daily_job = dg.define_asset_job(
     "history_daily_job",

@@ -4,7 +4,8 @@ import time
 
 import dagster as dg
 
-from dataplatform.defs.ingestion.assets import SETTINGS, landing_events
+from dataplatform.defs.common.conventions import SETTINGS
+from dataplatform.defs.ingestion.assets import landing_events
 from dataplatform.defs.resources import FileStoreResource, LakehouseResource
 from dataplatform.lib.batching import BatchLimits, RunOutcome, SensorState, plan_tick
 

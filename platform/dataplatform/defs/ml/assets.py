@@ -18,9 +18,8 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from dataplatform.defs.features.assets import TRAINING_EXAMPLES
-from dataplatform.defs.ingestion.assets import OWNERS, SETTINGS
-from dataplatform.defs.ingestion.metadata import WRITER_POOL
+from dataplatform.defs.common.conventions import OWNERS, SETTINGS, WRITER_POOL
+from dataplatform.defs.common.keys import CHALLENGER, CHAMPION, TRAINING_EXAMPLES, TRAINING_SET
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
 from dataplatform.lib import drift, features, featurestore, promotion, retraction, suspects, warehouse
 from dataplatform.lib.quality import check_contract, markdown_table
@@ -28,9 +27,6 @@ from dataplatform.lib.registry import ModelCard, frame_fingerprint
 from dataplatform.lib.retraining import REGIME_FOLLOW_UP_DAYS, choose_training_window, training_gate
 from dataplatform.lib.training import evaluate, permutation_importance, train_model
 
-TRAINING_SET = dg.AssetKey(["ml", "training_set"])
-CHALLENGER = dg.AssetKey(["ml", "challenger_model"])
-CHAMPION = dg.AssetKey(["ml", "champion_model"])
 ML_KINDS = {"scikitlearn", "polars"}
 # Signs of a broken input rather than drift to learn from (distribution shifts are what
 # retraining is for, so they never block it): a feature's missing share moved by more than

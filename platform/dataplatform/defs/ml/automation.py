@@ -5,12 +5,19 @@ import json
 
 import dagster as dg
 
-from dataplatform.defs.features.assets import FEATURE_DISTRIBUTIONS, TRAINING_EXAMPLES
-from dataplatform.defs.ingestion.assets import SETTINGS, daily_partitions
-from dataplatform.defs.ml.assets import CHALLENGER, CHAMPION, ONSET_TAG, TRAINING_SET, TRIGGER_TAG
-from dataplatform.defs.monitoring.assets import DRIFT_REPORT, MODEL_PERFORMANCE
+from dataplatform.defs.common.conventions import SETTINGS, daily_partitions
+from dataplatform.defs.common.keys import (
+    CHALLENGER,
+    CHAMPION,
+    DRIFT_REPORT,
+    FEATURE_DISTRIBUTIONS,
+    MODEL_PERFORMANCE,
+    TRAINING_EXAMPLES,
+    TRAINING_SET,
+)
+from dataplatform.defs.common.schedules import daily_partition_schedule
+from dataplatform.defs.ml.assets import ONSET_TAG, TRIGGER_TAG
 from dataplatform.defs.resources import AlertWebhookResource
-from dataplatform.defs.scheduling import daily_partition_schedule
 from dataplatform.lib.alerts import Alert
 from dataplatform.lib.retraining import (
     PRE_ONSET_WEIGHT,

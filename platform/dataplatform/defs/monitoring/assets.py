@@ -8,10 +8,8 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from dataplatform.defs.features.assets import TRAINING_EXAMPLES
-from dataplatform.defs.ingestion.assets import OWNERS, daily_partitions
-from dataplatform.defs.ingestion.metadata import WRITER_POOL
-from dataplatform.defs.ml.assets import CHAMPION
+from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL, daily_partitions
+from dataplatform.defs.common.keys import CHAMPION, DRIFT_REPORT, MODEL_PERFORMANCE, TRAINING_EXAMPLES
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
 from dataplatform.lib import drift, features, featurestore, warehouse
 from dataplatform.lib.monitoring import (
@@ -26,8 +24,6 @@ from dataplatform.lib.registry import ModelCard
 from dataplatform.lib.retraining import DriftDay, performance_band
 from dataplatform.lib.training import estimate_performance, evaluate
 
-DRIFT_REPORT = dg.AssetKey(["monitoring", "drift_report"])
-MODEL_PERFORMANCE = dg.AssetKey(["monitoring", "model_performance"])
 CHART_DAYS = 30
 PERFORMANCE_BAND_DAYS = 28  # the champion's latest out-of-sample days its band is learned from
 # A day holds one weekday: calendar features "drift" every day by construction, so they are

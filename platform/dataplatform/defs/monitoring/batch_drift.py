@@ -6,16 +6,12 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from dataplatform.defs.features.assets import HISTORY_DAYS
-from dataplatform.defs.ingestion.assets import LANDING_EVENTS, OWNERS
-from dataplatform.defs.ingestion.metadata import WRITER_POOL
-from dataplatform.defs.ml.assets import CHAMPION
+from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL
+from dataplatform.defs.common.keys import BATCH_DRIFT, CHAMPION, LANDING_EVENTS
 from dataplatform.defs.monitoring.assets import DRIFT_FEATURES, MONITORING_SQL, champion_thresholds, drift_scores
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
 from dataplatform.lib import drift, features, featurestore, lakeread, warehouse
 from dataplatform.lib.quality import drift_table, markdown_table
-
-BATCH_DRIFT = dg.AssetKey(["monitoring", "batch_drift"])
 
 
 class BatchDriftConfig(dg.Config):
@@ -65,7 +61,7 @@ def batch_drift(
         return dg.MaterializeResult(metadata={"status": "no champion model yet", "batch_id": batch_id})
 
     days = sorted(batch["timestamp"].dt.date().unique().to_list())
-    history = sorted({day - dt.timedelta(days=i) for day in days for i in range(HISTORY_DAYS + 1)})
+    history = sorted({day - dt.timedelta(days=i) for day in days for i in range(features.DEFAULT_HISTORY.days + 1)})
     events = lakeread.events_for_days(lake, history)
     examples = features.build_training_examples(events, days=days).filter(
         pl.col("example_id").is_in(batch["event_id"].implode())

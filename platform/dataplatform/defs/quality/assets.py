@@ -12,8 +12,8 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from dataplatform.defs.ingestion.assets import HISTORY_EVENTS, LANDING_EVENTS, OWNERS, daily_partitions
-from dataplatform.defs.ingestion.metadata import WRITER_POOL, events_column_schema
+from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL, daily_partitions, events_column_schema
+from dataplatform.defs.common.keys import EVENT_DISTRIBUTIONS, HISTORY_EVENTS, LANDING_EVENTS, WAREHOUSE_EVENTS
 from dataplatform.defs.resources import LakehouseResource
 from dataplatform.lib import drift, lakeread, warehouse
 from dataplatform.lib.contract import QuarantineRecord
@@ -30,8 +30,6 @@ from dataplatform.lib.quality import (
 )
 from dataplatform.lib.suspects import REFERENCE_DAYS, SHIFT_PERSIST_DAYS, suspect_days
 
-WAREHOUSE_EVENTS = dg.AssetKey(["warehouse", "events"])
-EVENT_DISTRIBUTIONS = dg.AssetKey(["quality", "event_distributions"])
 PROFILE_HISTORY_DAYS = 28
 # Columns compared day by day: what a recommender's features are built from.
 DISTRIBUTION_COLUMNS = ("price", "hour_of_day", "event_type", "category", "brand")

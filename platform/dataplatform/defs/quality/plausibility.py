@@ -6,14 +6,12 @@ import json
 import dagster as dg
 import polars as pl
 
-from dataplatform.defs.ingestion.assets import OWNERS, daily_partitions
-from dataplatform.defs.ingestion.metadata import WRITER_POOL
-from dataplatform.defs.quality.assets import PROFILE_HISTORY_DAYS, WAREHOUSE_EVENTS, clean_history_days
+from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL, daily_partitions
+from dataplatform.defs.common.keys import EVENT_PLAUSIBILITY, WAREHOUSE_EVENTS
+from dataplatform.defs.quality.assets import PROFILE_HISTORY_DAYS, clean_history_days
 from dataplatform.defs.resources import LakehouseResource
 from dataplatform.lib import lakeread, plausibility, warehouse
 from dataplatform.lib.quality import markdown_table
-
-EVENT_PLAUSIBILITY = dg.AssetKey(["quality", "event_plausibility"])
 
 
 @dg.asset(

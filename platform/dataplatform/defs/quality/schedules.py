@@ -2,10 +2,10 @@
 
 import dagster as dg
 
-from dataplatform.defs.ingestion.assets import daily_partitions
+from dataplatform.defs.common.conventions import daily_partitions
+from dataplatform.defs.common.schedules import daily_partition_schedule
 from dataplatform.defs.quality.assets import event_distributions, warehouse_events
 from dataplatform.defs.quality.plausibility import event_plausibility
-from dataplatform.defs.scheduling import daily_partition_schedule
 
 nightly_quality_job = dg.define_asset_job(
     "nightly_quality_job",

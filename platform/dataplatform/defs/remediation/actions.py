@@ -12,18 +12,24 @@ from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraph
 from dagster._core.definitions.events import AssetKeyPartitionKey
 from pydantic import Field
 
-from dataplatform.defs.features.assets import FEATURE_DISTRIBUTIONS, TRAINING_EXAMPLES
-from dataplatform.defs.ingestion.assets import OWNERS
-from dataplatform.defs.ingestion.metadata import WRITER_POOL
-from dataplatform.defs.ml.assets import CHALLENGER, CHAMPION, TRAINING_SET
-from dataplatform.defs.monitoring.assets import DRIFT_REPORT, MODEL_PERFORMANCE
-from dataplatform.defs.quality.assets import EVENT_DISTRIBUTIONS, WAREHOUSE_EVENTS
-from dataplatform.defs.quality.plausibility import EVENT_PLAUSIBILITY
+from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL
+from dataplatform.defs.common.keys import (
+    BLAST_RADIUS,
+    CHALLENGER,
+    CHAMPION,
+    DRIFT_REPORT,
+    EVENT_DISTRIBUTIONS,
+    EVENT_PLAUSIBILITY,
+    FEATURE_DISTRIBUTIONS,
+    MODEL_PERFORMANCE,
+    TRAINING_EXAMPLES,
+    TRAINING_SET,
+    WAREHOUSE_EVENTS,
+)
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
 from dataplatform.lib import retraction, warehouse
 from dataplatform.lib.blast_radius import Predicate, Selection, blast_radius, parse_moment
 
-BLAST_RADIUS = dg.AssetKey(["remediation", "blast_radius"])
 # What a retraction re-materializes: per event day, per feature day, and (when a set is affected) once.
 EVENT_DAY_ASSETS = (WAREHOUSE_EVENTS, EVENT_PLAUSIBILITY, EVENT_DISTRIBUTIONS)
 FEATURE_DAY_ASSETS = (TRAINING_EXAMPLES, FEATURE_DISTRIBUTIONS, DRIFT_REPORT, MODEL_PERFORMANCE)

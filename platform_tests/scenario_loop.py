@@ -32,7 +32,7 @@ import dagster as dg
 from dataplatform.defs.features.assets import training_examples
 from dataplatform.defs.ingestion.assets import history_events
 from dataplatform.defs.ml.assets import challenger_model, champion_model, training_set
-from dataplatform.defs.ml.automation import drift_retraining_sensor
+from dataplatform.defs.ml.sensors import drift_retraining_sensor
 from dataplatform.defs.monitoring.assets import drift_report, model_performance
 from dataplatform.defs.quality.assets import event_distributions, warehouse_events
 from dataplatform.defs.quality.plausibility import event_plausibility

@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from dataplatform.defs.ingestion.schedules import history_daily_schedule
-from dataplatform.defs.ml.automation import labelled_performance_schedule, nightly_ml_schedule
+from dataplatform.defs.ml.schedules import labelled_performance_schedule, nightly_ml_schedule
 from dataplatform.defs.monitoring.alerts import check_failure_alert, run_failure_alert
 from dataplatform.defs.quality.schedules import nightly_quality_schedule
 from dataplatform.defs.resources import AlertWebhookResource

@@ -12,7 +12,7 @@ import pytest
 from dataplatform.defs.features.assets import training_examples
 from dataplatform.defs.ingestion.assets import history_events, landing_events
 from dataplatform.defs.ml.assets import ONSET_TAG, TRIGGER_TAG, challenger_model, champion_model, training_set
-from dataplatform.defs.ml.automation import drift_retraining_sensor
+from dataplatform.defs.ml.sensors import drift_retraining_sensor
 from dataplatform.defs.monitoring.assets import drift_report, model_performance
 from dataplatform.defs.monitoring.batch_drift import batch_drift
 from dataplatform.defs.quality.assets import event_distributions, warehouse_events

@@ -1,6 +1,6 @@
 """The Dagster UI, for real: `dagster dev` on demo data, asked over GraphQL and looked at in headless Chromium.
 
-One module-scoped server: three days of demo history materialized headlessly (`run_all`), two landing files
+One module-scoped server: three days of demo history materialized (`dataplatform.materialize`), two landing files
 left for the running daemon, then `dagster dev -w workspace.yaml` (webserver + daemon). The expected groups,
 assets, checks and sensors come from the Definitions object, so the test follows the platform as it grows.
 Screenshots (and the DOM text they were checked against) are kept in test-artifacts/ui/, overwritten each run.
@@ -108,10 +108,10 @@ def expected() -> Expected:
 
 
 def _run(argv: list[str], env: dict[str, str], cwd: Path, what: str, *, gate_may_fail: bool = False) -> None:
-    """Run a preparation command; `gate_may_fail`: run_all may exit 1 in its last, unpartitioned run only.
+    """Run a preparation command; `gate_may_fail`: materialize may exit 1 in its last, unpartitioned run only.
 
     Three demo days are too few for the ML training data gate (a blocking check that wants several labelled
-    days), so that run fails by design. run_all prints "unpartitioned assets:" only after the history run and
+    days), so that run fails by design. materialize prints "unpartitioned assets:" only after the history run and
     every daily run passed, so any other failure still fails the test."""
     started = time.monotonic()
     result = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, timeout=PREPARE_TIMEOUT_SECONDS)
@@ -133,8 +133,8 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
     history = ["history", "--out", str(data_dir / "history"), "--days", str(DAYS), "--start", start]
     history += ["--users", "300", "--events-per-day", "1500", "--seed", "1", "--quiet"]
     _run([sys.executable, "-m", "dataplatform.lib.demo", *history], env, tmp, "demo history")
-    run_all = [sys.executable, "-m", "dataplatform.run_all"]
-    _run(run_all, env, tmp, "run_all (headless materialization)", gate_may_fail=True)
+    materialize = [sys.executable, "-m", "dataplatform.materialize"]
+    _run(materialize, env, tmp, "materialize (headless)", gate_may_fail=True)
     for name, data in LANDING_FILES.items():  # left for the daemon's landing_files_sensor
         write_landing(data_dir / "landing", name, data)
     started = time.monotonic()

@@ -1,21 +1,22 @@
-"""The drift sensor that materializes retraining, and the schedules of the ML loop."""
+"""The drift sensor that requests retraining (rules: `lib/retraining.py`).
+
+Jobs are used as `jobs.<name>`: a job imported by name would be collected twice by load_from_defs_folder.
+"""
 
 import datetime as dt
 import json
 
 import dagster as dg
 
-from dataplatform.defs.common.conventions import SETTINGS, daily_partitions
+from dataplatform.defs.common.conventions import SETTINGS
 from dataplatform.defs.common.keys import (
     CHALLENGER,
     CHAMPION,
     DRIFT_REPORT,
-    FEATURE_DISTRIBUTIONS,
     MODEL_PERFORMANCE,
-    TRAINING_EXAMPLES,
     TRAINING_SET,
 )
-from dataplatform.defs.common.schedules import daily_partition_schedule
+from dataplatform.defs.ml import jobs
 from dataplatform.defs.ml.assets import ONSET_TAG, TRIGGER_TAG
 from dataplatform.defs.resources import AlertWebhookResource
 from dataplatform.lib.alerts import Alert
@@ -28,23 +29,6 @@ from dataplatform.lib.retraining import (
     retrain_decision,
 )
 
-retrain_job = dg.define_asset_job(
-    "retrain_job",
-    selection=[TRAINING_SET, CHALLENGER, CHAMPION],
-    description="Gate the training data, train and register a challenger, promote it only if it beats the champion.",
-)
-nightly_ml_job = dg.define_asset_job(
-    "nightly_ml_job",
-    selection=[TRAINING_EXAMPLES, FEATURE_DISTRIBUTIONS, DRIFT_REPORT, MODEL_PERFORMANCE],
-    partitions_def=daily_partitions,
-    description="A day's features, their distributions, its drift report and the champion's performance.",
-)
-labelled_performance_job = dg.define_asset_job(
-    "labelled_performance_job",
-    selection=[TRAINING_EXAMPLES, MODEL_PERFORMANCE],
-    partitions_def=daily_partitions,
-    description="Rebuild a day's examples once its labels matured, and measure the champion's realized performance.",
-)
 RECENT_REPORTS = 30  # a drift episode's onset is searched this far back
 
 
@@ -125,7 +109,7 @@ def _last_retrain(instance: dg.DagsterInstance) -> dt.date | None:
 
 
 @dg.sensor(
-    job=retrain_job,
+    job=jobs.retrain_job,
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
@@ -184,30 +168,3 @@ def drift_retraining_sensor(context: dg.SensorEvaluationContext, alerts: AlertWe
             dg.AssetObservation(asset_key=CHALLENGER, metadata={"retrain_decision": dg.MetadataValue.json(details)})
         ],
     )
-
-
-nightly_ml_schedule = daily_partition_schedule(
-    "nightly_ml_schedule",
-    nightly_ml_job,
-    "0 2 * * *",
-    "02:00 UTC: yesterday's features, drift report and estimated performance.",
-)
-labelled_performance_schedule = daily_partition_schedule(
-    "labelled_performance_schedule",
-    labelled_performance_job,
-    "30 2 * * *",
-    "02:30 UTC: realized performance of the day before yesterday.",
-    days_back=2,
-)
-
-
-@dg.schedule(
-    cron_schedule="0 4 * * 1",
-    job=retrain_job,
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Mondays 04:00 UTC: a safety retrain, whatever drift says (promotion still needs a better model).",
-)
-def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    week = context.scheduled_execution_time.strftime("%G-W%V")
-    return dg.RunRequest(run_key=f"weekly-retrain-{week}", tags={TRIGGER_TAG: "weekly_safety_retrain"})

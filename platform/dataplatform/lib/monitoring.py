@@ -85,7 +85,7 @@ def domain_classifier_drift(
     return MultivariateDrift(auc, baseline, threshold, auc > threshold, top, n)
 
 
-CHANCE_AUC_MARGIN = 0.02  # above the shuffled-label AUCs: fold noise of a 3-fold AUC at a few thousand rows
+CHANCE_AUC_MARGIN = 0.02  # above the largest shuffled-label AUC: a margin for fold noise (not measured)
 NORMAL_AUC_QUANTILE = 0.75
 NORMAL_AUC_MARGIN = 0.02
 MAX_DOMAIN_THRESHOLD = 0.95  # an AUC this high separates days almost perfectly: always reportable

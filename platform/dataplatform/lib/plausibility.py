@@ -48,8 +48,9 @@ from dataplatform.lib.quality import MAD_TO_SD
 PRICE_K = 6.0  # the far band of the other learned checks ("broken", not "unusual")
 RATE_K = 3.0  # on log counts of a heavy-tailed figure: 3 robust sd is already x85 at a spread of 1
 # Sessions are short (median 3 events), so their log spread is narrow and the ceiling falls to the
-# longest session history holds, a record that a clean day beats now and then (measured: 1 day in
-# 17 on the small corruption scenario). A session is implausible only well past that record.
+# longest session history holds, a record that a clean day beats now and then (measured on the full
+# corruption scenario's clean stream: a 47-event session against a record of 34). A session is
+# implausible only well past that record.
 SESSION_RECORD_HEADROOM = 1.5
 # A count's tail is seen only in enough of it: the busiest user or session of 3 days is beaten by the
 # 4th day's now and then (measured: one clean session of 34 events against a 3-day record of 21). The

@@ -21,6 +21,8 @@ from dataplatform.lib.transform import ROW, contract_reasons, contract_schema
 
 # 1.4826 * MAD estimates the standard deviation of normal data, but ignores outlier days.
 MAD_TO_SD = 1.4826
+# Volume bands never narrower than 5% of the median day.
+VOLUME_MIN_RELATIVE_SPREAD = 0.05
 
 
 class BandStatus(Enum):

@@ -64,6 +64,12 @@ def select_quarantined(
     return scan.sort("batch_id", "source_file", "source_row").collect()
 
 
+def replay_command(day: dt.date, reason: str | None = None) -> str:
+    """The command that replays a day's quarantined records (of one reason), dry run first."""
+    chosen = f" --reason {reason}" if reason else ""
+    return f"python -m dataplatform.lib.replay{chosen} --since {day} --until {day} --dry-run"
+
+
 def plan_replay(selected: pl.DataFrame) -> ReplayPlan:
     """The JSONL file to land: one raw record per line, in a stable order."""
     replayable = (

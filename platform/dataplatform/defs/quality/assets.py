@@ -18,6 +18,7 @@ from dataplatform.defs.resources import LakehouseResource
 from dataplatform.lib import drift, lakeread, warehouse
 from dataplatform.lib.contract import QuarantineRecord
 from dataplatform.lib.quality import (
+    VOLUME_MIN_RELATIVE_SPREAD,
     BandStatus,
     check_contract,
     day_profile,
@@ -37,8 +38,6 @@ DISTRIBUTION_COLUMNS = ("price", "hour_of_day", "event_type", "category", "brand
 # A quarantine-rate band never narrower than half a percentage point: a history of exact
 # zeros must not turn one bad record into an alarm.
 QUARANTINE_RATE_MIN_SPREAD = 0.005
-# Volume bands never narrower than 5% of the median day.
-VOLUME_MIN_RELATIVE_SPREAD = 0.05
 
 
 def _spec(name: str, description: str, blocking: bool = False) -> dg.AssetCheckSpec:

@@ -14,6 +14,18 @@ from dataplatform.lib import lakeread, plausibility, warehouse
 from dataplatform.lib.quality import markdown_table
 
 
+def judge_against_history(
+    lakehouse: LakehouseResource, current: pl.DataFrame, history: pl.DataFrame
+) -> tuple[pl.DataFrame, plausibility.PlausibilityBands]:
+    """The suspect records of `current` (event_id, reasons) against bands learned from `history`."""
+    with lakehouse.connect() as con:
+        batches = pl.concat([current["batch_id"], history["batch_id"]]).unique()
+        arrivals = warehouse.stream_arrivals(con, batches.to_list())
+    current, history = plausibility.with_arrival(current, arrivals), plausibility.with_arrival(history, arrivals)
+    bands = plausibility.learn_bands(history)
+    return plausibility.judge(current, history, bands), bands
+
+
 @dg.asset(
     key=EVENT_PLAUSIBILITY,
     deps=[WAREHOUSE_EVENTS],
@@ -55,12 +67,7 @@ def event_plausibility(context: dg.AssetExecutionContext, lakehouse: LakehouseRe
                 dg.AssetCheckResult(check_name="records_plausible", passed=True, metadata={"status": "no data"})
             ],
         )
-    with lakehouse.connect() as con:
-        batches = pl.concat([current["batch_id"], history["batch_id"]]).unique()
-        arrivals = warehouse.stream_arrivals(con, batches.to_list())
-    current, history = plausibility.with_arrival(current, arrivals), plausibility.with_arrival(history, arrivals)
-    bands = plausibility.learn_bands(history)
-    judged = plausibility.judge(current, history, bands)
+    judged, bands = judge_against_history(lakehouse, current, history)
     now = dt.datetime.now(dt.UTC)
     rows = judged.join(current.select("event_id", "batch_id", "source_file"), on="event_id", how="left").select(
         "event_id", pl.lit(day).alias("event_date"), "reasons", "batch_id", "source_file",

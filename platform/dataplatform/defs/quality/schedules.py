@@ -6,13 +6,14 @@ from dataplatform.defs.common.conventions import daily_partitions
 from dataplatform.defs.common.schedules import daily_partition_schedule
 from dataplatform.defs.quality.assets import event_distributions, warehouse_events
 from dataplatform.defs.quality.plausibility import event_plausibility
+from dataplatform.defs.quality.quarantine import quarantine
 
 nightly_quality_job = dg.define_asset_job(
     "nightly_quality_job",
-    selection=[warehouse_events, event_distributions, event_plausibility],
+    selection=[warehouse_events, quarantine, event_distributions, event_plausibility],
     partitions_def=daily_partitions,
-    description="Certify a day of events (tier-1 checks), judge its records' plausibility and compare its "
-    "distributions (tier 2).",
+    description="Certify a day of events (tier-1 checks), count its quarantine by reason, judge its records' "
+    "plausibility and compare its distributions (tier 2).",
 )
 
 

@@ -13,13 +13,14 @@ from dataplatform.defs.features.assets import training_examples
 from dataplatform.defs.ingestion.assets import history_events, landing_events
 from dataplatform.defs.ml.assets import ONSET_TAG, TRIGGER_TAG, challenger_model, champion_model, training_set
 from dataplatform.defs.ml.sensors import drift_retraining_sensor
-from dataplatform.defs.monitoring.assets import drift_report, model_performance
+from dataplatform.defs.monitoring.assets import DRIFT_FEATURES, drift_report, model_performance
 from dataplatform.defs.monitoring.batch_drift import batch_drift
 from dataplatform.defs.quality.assets import event_distributions, warehouse_events
 from dataplatform.defs.quality.plausibility import event_plausibility
 from dataplatform.lib import suspects
 from dataplatform.lib.demo import DemoConfig, encode_events, generate_events, write_history
 from dataplatform.lib.registry import ArtifactIntegrityError
+from dataplatform.lib.retraining import MIN_DRIFTED_FEATURES
 from factories import local_resources, write_landing
 
 START = dt.date(2026, 3, 1)
@@ -78,6 +79,10 @@ def test_first_training_passes_the_gate_and_becomes_champion(loop: tuple) -> Non
     assert champion.training_window == {"start": "2026-03-03", "end": "2026-03-16"}
     with resources["lakehouse"].connect(read_only=True) as con:
         assert con.sql("SELECT promoted FROM model_decisions").fetchall() == [(True,)]
+    promoted = first.asset_materializations_for_node(champion_model.op.name)[0].metadata
+    assert promoted["version"].value == champion.version and promoted["trigger"].value == "manual"
+    assert promoted["promoted_because"].value == champion.notes
+    assert "| True | manual |" in promoted["recent_retrains"].value
 
 
 def test_monitoring_reports_drift_and_performance_for_a_day(loop: tuple) -> None:
@@ -87,6 +92,10 @@ def test_monitoring_reports_drift_and_performance_for_a_day(loop: tuple) -> None
     metadata = report.asset_materializations_for_node(drift_report.op.name)[0].metadata
     assert metadata["decision"].value in {"drift", "stable"}
     assert metadata["effect_vs_threshold"].value.startswith("![") and "base64," in metadata["distributions"].value
+    # The verdict comes first and names every drifted feature; every feature has a score every day.
+    assert next(iter(metadata)) == "verdict" and metadata["verdict"].value.startswith(metadata["decision"].value)
+    assert all(f in metadata["verdict"].value for f in metadata["drifted_features"].value)
+    assert {f"drift_score_{c}" for c in DRIFT_FEATURES} <= set(metadata)
     # 20 days of data: the 28-day features are still filling up, so today really differs from the
     # training window, and the domain classifier says so, naming those features.
     assert metadata["domain_auc"].value > metadata["domain_threshold"].value
@@ -99,8 +108,29 @@ def test_monitoring_reports_drift_and_performance_for_a_day(loop: tuple) -> None
     assert perf["labels_mature"].value is True and perf["auc"].value > 0.55
     assert len(perf["auc_ci"].value) == 2 and perf["auc_ci"].value[0] < perf["auc"].value < perf["auc_ci"].value[1]
     assert abs(perf["expected_auc"].value - perf["auc"].value) < 0.1
+    # The model story: which champion, since when, why, and how good, first on the page.
+    champion = resources["models"].registry().champion()
+    story = perf["champion_story"].value
+    assert next(iter(perf)) == "champion_story" and story.startswith(f"champion {champion.version}, promoted ")
+    assert f"realized AUC {perf['auc'].value:.3f} on 2026-03-18" in story and "(trigger: manual)" in story
+    assert "base64," in perf["auc_over_time"].value and "| True | manual |" in perf["last_decisions"].value
     latest = dg.materialize([model_performance], partition_key="2026-03-20", resources=resources, instance=instance)
     assert latest.asset_materializations_for_node(model_performance.op.name)[0].metadata["labels_mature"].value is False
+
+
+def test_the_drift_report_says_since_when_the_current_episode_runs(loop: tuple) -> None:
+    resources, instance, _ = loop
+    days = ["2026-03-17", "2026-03-18", "2026-03-19", "2026-03-20"]
+    reports = {}
+    for day in days:
+        result = dg.materialize([drift_report], partition_key=day, resources=resources, instance=instance)
+        reports[day] = result.asset_materializations_for_node(drift_report.op.name)[0].metadata
+    material = [reports[d]["features_drifted"].value >= MIN_DRIFTED_FEATURES for d in days]
+    # The episode of the last day: the run of material days that ends with it (no gap on consecutive days).
+    expected = next((days[i] for i in range(len(days)) if all(material[i:])), None)
+    assert reports[days[-1]]["drift_since"].value == (expected or "no current drift")
+    if expected:
+        assert f"since {expected}" in reports[days[-1]]["verdict"].value
 
 
 def test_a_challenger_that_is_not_better_is_not_promoted(loop: tuple) -> None:

@@ -132,6 +132,20 @@ def test_drift_of_features_the_champion_barely_uses_is_recorded_and_not_retraine
     assert retrain_decision(slipping, [], last_retrain=None, today=D + dt.timedelta(2)).retrain
 
 
+def test_the_headline_gives_the_verdict_first_names_the_features_and_the_episode() -> None:
+    drifted = DriftDay(D + dt.timedelta(days=2), ["a", "b"], {"a": 1.5, "b": 3.0, "c": 0.2}, False, [], 0.4, False)
+    line = drifted.headline(since=D)
+    assert line.startswith("drift since 2026-03-01 (3 days): 2 features beyond their thresholds: b (3.0x")
+    assert line.index("b (3.0x") < line.index("a (1.5x") and "40% of the champion's importance" in line
+    quiet = DriftDay(D, ["a", "b"], {"a": 2.0, "b": 2.0}, False, [], 0.04, True)
+    assert quiet.headline(since=D).startswith("drift_without_impact since 2026-03-01 (1 days)")
+    assert quiet.headline(since=D).endswith("not retrained for")
+    one = DriftDay(D, ["a"], {"a": 1.2}, True)
+    assert one.headline(since=None) == "stable: 1 feature(s) beyond their thresholds: a (1.2x threshold), fewer than 2"
+    broken = DriftDay(D, ["a", "b"], {}, False, ["c"])
+    assert broken.headline(since=None).startswith("broken_input: no usable value in c")
+
+
 def test_the_performance_band_is_learned_from_days_the_model_did_not_train_on() -> None:
     """Before, the band came from days inside the training window (AUC 0.86-0.88 there): a model that
     honestly scores 0.80 out of sample sat below it every day, and a real drop hid in the noise."""

@@ -134,7 +134,7 @@ def png_markdown(figure: plt.Figure, title: str) -> str:
 
 def drift_history_chart(history: pl.DataFrame, columns: Sequence[str]) -> plt.Figure:
     """Per feature: effect size over time against its threshold (red dots: drifted days)."""
-    shown = list(columns)[:12]
+    shown = list(columns)
     cols = 3
     rows = max(1, -(-len(shown) // cols))
     figure, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.2 * rows), squeeze=False)
@@ -143,13 +143,20 @@ def drift_history_chart(history: pl.DataFrame, columns: Sequence[str]) -> plt.Fi
     for ax, column in zip(axes.flat, shown, strict=False):
         rows_of = history.filter(pl.col("column_name") == column).sort("event_date")
         days = rows_of["event_date"].to_list()
-        ax.plot(days, rows_of["effect_size"].to_list(), marker=".", linewidth=1)
-        ax.plot(days, rows_of["threshold"].to_list(), linestyle="--", color="grey", linewidth=1)
+        ax.plot(days, rows_of["effect_size"].to_list(), marker=".", linewidth=1, label="effect size")
+        ax.plot(days, rows_of["threshold"].to_list(), linestyle="--", color="grey", linewidth=1, label="threshold")
         flagged = rows_of.filter(pl.col("drifted"))
-        ax.scatter(flagged["event_date"].to_list(), flagged["effect_size"].to_list(), color="red", zorder=3)
+        ax.scatter(
+            flagged["event_date"].to_list(), flagged["effect_size"].to_list(), color="red", zorder=3, label="drifted"
+        )
+        metric = rows_of["effect_metric"][0] if "effect_metric" in rows_of.columns and rows_of.height else "effect"
         ax.set_title(column, fontsize=9)
+        ax.set_xlabel("day", fontsize=7)
+        ax.set_ylabel(str(metric), fontsize=7)
         ax.tick_params(labelsize=7)
         ax.tick_params(axis="x", rotation=45)
+    if shown:
+        axes.flat[0].legend(fontsize=7)
     figure.tight_layout()
     return figure
 
@@ -170,10 +177,55 @@ def distribution_chart(reference: pl.DataFrame, current: pl.DataFrame, columns: 
             continue
         low, high = np.quantile(both, [0.01, 0.99])
         bins = np.linspace(low, high if high > low else low + 1, 40)
-        ax.hist(ref, bins=bins, density=True, alpha=0.5, color="grey", label="reference")
-        ax.hist(cur, bins=bins, density=True, alpha=0.5, color="tab:blue", label="current")
+        # Each side's share of its own rows per bin, tails counted in the edge bins: a side whose
+        # values all lie outside the common range still shows, and an empty side draws nothing
+        # (a density would divide by its zero total).
+        for values, colour, label in ((ref, "grey", "reference"), (cur, "tab:blue", "current")):
+            if values.size:
+                shares = np.full(values.size, 1 / values.size)
+                ax.hist(
+                    np.clip(values, bins[0], bins[-1]), bins=bins, weights=shares, alpha=0.5, color=colour, label=label
+                )
         ax.set_title(column, fontsize=9)
+        ax.set_xlabel(column, fontsize=7)
+        ax.set_ylabel("share of rows", fontsize=7)
         ax.tick_params(labelsize=7)
     axes.flat[0].legend(fontsize=7)
     figure.tight_layout()
     return figure
+
+
+def performance_chart(history: pl.DataFrame) -> plt.Figure:
+    """The champion's realized AUC (labelled days) and expected AUC (every day) over time, and the
+    lower edge of its band: one chart, so that a realized AUC below the band reads at a glance."""
+    figure, ax = plt.subplots(figsize=(8, 3))
+    frame = history.sort("event_date")
+    days = frame["event_date"].to_list()
+    ax.plot(days, frame["auc"].to_list(), marker="o", linewidth=1.5, label="realized AUC (labels matured)")
+    ax.plot(days, frame["expected_auc"].to_list(), marker=".", linestyle=":", linewidth=1, label="expected AUC")
+    ax.plot(days, frame["band_low"].to_list(), linestyle="--", color="grey", linewidth=1, label="band (lower edge)")
+    below = frame.filter(pl.col("status").is_in(["high", "far_high"]))
+    ax.scatter(below["event_date"].to_list(), below["auc"].to_list(), color="red", zorder=3, label="below band")
+    ax.set_xlabel("day", fontsize=8)
+    ax.set_ylabel("AUC", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def champion_story(
+    version: str,
+    since: str,
+    reason: str,
+    trigger: str | None,
+    realized: tuple[str, float] | None,
+    expected: float | None,
+) -> str:
+    """One line: which model serves, since when and why, and how good it is now."""
+    how_good = f"realized AUC {realized[1]:.3f} on {realized[0]}" if realized else "no realized AUC yet"
+    return (
+        f"champion {version}, promoted {since[:10]} (trigger: {trigger or 'unknown'}) because {reason}; "
+        f"{how_good}" + (f", expected AUC today {expected:.3f}" if expected is not None else "")
+    )

@@ -187,6 +187,28 @@ class DriftDay:
             return "drift_without_impact"
         return "drift"
 
+    def headline(self, since: dt.date | None) -> str:
+        """The verdict and its reason in one line, the drifted features named with their scores,
+        largest first; `since` is the first day of the current episode."""
+        if self.broken_features:
+            return f"broken_input: no usable value in {', '.join(self.broken_features)} (alert, no retrain)"
+        named = ", ".join(
+            f"{f} ({self.scores[f]:.1f}x threshold)" if f in self.scores else f
+            for f in sorted(self.drifted_features, key=lambda f: -self.scores.get(f, 0.0))
+        )
+        if not self.material:
+            beyond = f": {named}" if named else ""
+            return (
+                f"stable: {len(self.drifted_features)} feature(s) beyond their thresholds{beyond}, "
+                f"fewer than {MIN_DRIFTED_FEATURES}"
+            )
+        episode = f" since {since} ({(self.day - since).days + 1} days)" if since else ""
+        impact = f"; they carry {self.impact:.0%} of the champion's importance" if self.impact is not None else ""
+        verdict = self.verdict
+        held = " and its performance holds: not retrained for" if verdict == "drift_without_impact" else ""
+        count = len(self.drifted_features)
+        return f"{verdict}{episode}: {count} features beyond their thresholds: {named}{impact}{held}"
+
 
 # A model's band needs this many days it did not train on; until then its holdout sets the band.
 MIN_OUT_OF_SAMPLE_DAYS = 5

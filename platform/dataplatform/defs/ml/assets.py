@@ -416,9 +416,13 @@ def champion_model(context: dg.AssetExecutionContext, models: ModelRegistryResou
     auc = card.metrics.get("holdout", {}).get("auc")
     yield dg.MaterializeResult(
         metadata={
+            "promoted_because": dg.MetadataValue.text(str(metadata["decision"].value)),
+            "trigger": context.run.tags.get(TRIGGER_TAG, "manual"),
             "version": version,
             "replaced": record.replaced or "none",
             "auc": dg.MetadataValue.float(float(auc) if auc is not None else float("nan")),
             "training_window": dg.MetadataValue.json(card.training_window),
+            "recent_retrains": metadata["recent_retrains"],
+            "how_good_now": dg.MetadataValue.text("daily realized and expected AUC: monitoring/model_performance"),
         }
     )

@@ -13,18 +13,21 @@ from dataplatform.defs.common.keys import CHAMPION, DRIFT_REPORT, MODEL_PERFORMA
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
 from dataplatform.lib import drift, features, featurestore, warehouse
 from dataplatform.lib.monitoring import (
+    champion_story,
     distribution_chart,
     domain_classifier_drift,
     drift_history_chart,
     normal_domain_auc,
+    performance_chart,
     png_markdown,
 )
 from dataplatform.lib.quality import Band, BandStatus, drift_table, markdown_table
-from dataplatform.lib.registry import ModelCard
-from dataplatform.lib.retraining import DriftDay, performance_band
+from dataplatform.lib.registry import ModelCard, ModelRegistry
+from dataplatform.lib.retraining import DriftDay, drift_onset, performance_band
 from dataplatform.lib.training import estimate_performance, evaluate
 
 CHART_DAYS = 30
+RECENT_DECISIONS = 5
 PERFORMANCE_BAND_DAYS = 28  # the champion's latest out-of-sample days its band is learned from
 # A day holds one weekday: calendar features "drift" every day by construction, so they are
 # not compared (seasonality is the quality tier's business, against previous weeks).
@@ -40,6 +43,7 @@ CREATE TABLE IF NOT EXISTS drift_reports (
 ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS decision VARCHAR;
 ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS impact DOUBLE;
 ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS performance_holds BOOLEAN;
+ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS drift_since DATE;
 CREATE TABLE IF NOT EXISTS domain_thresholds (champion VARCHAR PRIMARY KEY, normal_auc DOUBLE);
 CREATE TABLE IF NOT EXISTS drift_thresholds (
     champion VARCHAR, size_bucket DOUBLE, version VARCHAR, thresholds VARCHAR, PRIMARY KEY (champion, size_bucket)
@@ -82,6 +86,20 @@ def champion_thresholds(con: Any, champion: ModelCard, reference: pl.DataFrame, 
 def drift_scores(results: list[drift.ColumnDrift]) -> dict[str, float]:
     """Each feature's effect size as a multiple of its threshold (above 1: beyond it)."""
     return {r.column: float(r.effect_size / r.threshold) for r in results if r.effect_size is not None and r.threshold}
+
+
+def episode_start(con: Any, champion: ModelCard, today: DriftDay) -> dt.date | None:
+    """The first day of the drift episode `today` is in (None when today's drift is not material),
+    from this champion's earlier reports (lib/retraining.drift_onset)."""
+    if not today.material:
+        return None
+    rows = con.sql(
+        "SELECT event_date, drifted_features FROM drift_reports WHERE champion = ? AND event_date < ? "
+        "AND event_date >= ?",
+        params=[champion.version, today.day, today.day - dt.timedelta(days=CHART_DAYS)],
+    ).fetchall()
+    past = [DriftDay(day, json.loads(drifted), {}, False) for day, drifted in rows]
+    return drift_onset([*past, today], [])
 
 
 def _no_champion(check: str) -> dg.MaterializeResult:
@@ -158,7 +176,8 @@ def drift_report(
     expected = estimate_performance(models.registry().load(champion.version), current).expected_auc
     with lakehouse.connect() as con:
         holds = performance_holds(con, champion, day, expected)
-        verdict = DriftDay(day, drifted, scores, multivariate.drifted, broken, impact, holds).verdict
+        judged = DriftDay(day, drifted, scores, multivariate.drifted, broken, impact, holds)
+        verdict, since = judged.verdict, episode_start(con, champion, judged)
         warehouse.replace_rows(con, "distribution_drift", table, ["event_date", "dataset", "column_name"])
         report_row = {
             "event_date": day, "champion": champion.version, "features_drifted": len(drifted),
@@ -166,18 +185,20 @@ def drift_report(
             "domain_threshold": multivariate.threshold, "multivariate_drift": multivariate.drifted,
             "thresholds_version": thresholds.version, "thresholds": json.dumps(thresholds.to_dict(), default=str),
             "computed_at": dt.datetime.now(dt.UTC), "decision": verdict, "impact": impact,
-            "performance_holds": holds,
+            "performance_holds": holds, "drift_since": since,
         }  # fmt: skip
-        report = pl.DataFrame([report_row], schema_overrides={"impact": pl.Float64})
+        report = pl.DataFrame([report_row], schema_overrides={"impact": pl.Float64, "drift_since": pl.Date})
         warehouse.replace_rows(con, "drift_reports", report, ["event_date"])
         history = con.sql(
             "SELECT * FROM distribution_drift WHERE dataset = 'features' AND event_date > ?",
             params=[day - dt.timedelta(days=CHART_DAYS)],
         ).pl()
-    top = sorted(scores, key=lambda c: -scores[c])[:6]
-    charted = [c for c in (drifted or top) if c in features.NUMERIC_FEATURES][:4]
+    ranked = sorted(scores, key=lambda c: -scores[c])
+    charted = sorted(drifted, key=lambda c: -scores.get(c, 0.0)) or ranked[:6]
     return dg.MaterializeResult(
         metadata={
+            "verdict": dg.MetadataValue.text(judged.headline(since)),
+            "drift_since": dg.MetadataValue.text(str(since) if since else "no current drift"),
             "decision": verdict,
             "features_drifted": len(drifted),
             # Share of the champion's importance the drifted features carry, and whether its performance holds:
@@ -192,14 +213,18 @@ def drift_report(
             "domain_threshold": dg.MetadataValue.float(multivariate.threshold),
             "drivers": dg.MetadataValue.json(multivariate.top_features),
             "scores": dg.MetadataValue.json(scores),
-            **{f"drift_score_{c}": dg.MetadataValue.float(scores[c]) for c in top},
+            # Every feature every day (NaN without a score), so that the Plots tab draws lines without gaps.
+            **{f"drift_score_{c}": dg.MetadataValue.float(scores.get(c, math.nan)) for c in DRIFT_FEATURES},
             "champion": champion.version,
             "thresholds_version": thresholds.version,
             "effect_vs_threshold": dg.MetadataValue.md(
-                png_markdown(drift_history_chart(history, top), "effect size against threshold, last 30 days")
+                png_markdown(drift_history_chart(history, charted), "effect size against threshold, last 30 days")
             ),
             "distributions": dg.MetadataValue.md(
-                png_markdown(distribution_chart(reference, current, charted), "reference vs current")
+                png_markdown(
+                    distribution_chart(reference, current, [c for c in charted if c in features.NUMERIC_FEATURES]),
+                    "reference vs current",
+                )
             ),
         },
         check_results=[
@@ -208,6 +233,8 @@ def drift_report(
                 passed=verdict == "stable",
                 severity=dg.AssetCheckSeverity.ERROR if verdict == "broken_input" else dg.AssetCheckSeverity.WARN,
                 metadata={
+                    "day": context.partition_key,
+                    "verdict": judged.headline(since),
                     "decision": verdict,
                     "drifted_features": ", ".join(drifted) or "none",
                     "broken_features": ", ".join(broken) or "none",
@@ -221,6 +248,37 @@ def drift_report(
             )
         ],
     )
+
+
+def _has_decisions(con: Any) -> bool:
+    """Whether ml has written a retraining decision yet (it creates table model_decisions)."""
+    return bool(warehouse.scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'model_decisions'"))
+
+
+def _recent_decisions(con: Any, limit: int = RECENT_DECISIONS) -> pl.DataFrame:
+    """The last retraining decisions, promoted or kept and why (table model_decisions, written by ml)."""
+    if not _has_decisions(con):
+        return pl.DataFrame()
+    return con.sql(
+        "SELECT decided_at, challenger, promoted, trigger, reason FROM model_decisions ORDER BY decided_at DESC "
+        "LIMIT ?",
+        params=[limit],
+    ).pl()
+
+
+def _champion_story(con: Any, registry: ModelRegistry, card: ModelCard, day: dt.date, expected: float | None) -> str:
+    record = registry.champion_record()
+    trigger = None
+    if _has_decisions(con):
+        trigger = warehouse.scalar(con, "SELECT trigger FROM model_decisions WHERE challenger = ?", [card.version])
+    realized = con.sql(
+        "SELECT CAST(event_date AS VARCHAR), auc FROM model_performance WHERE champion = ? AND NOT estimated "
+        "AND auc IS NOT NULL AND event_date <= ? ORDER BY event_date DESC LIMIT 1",
+        params=[card.version, day],
+    ).fetchall()
+    since = record.set_at if record else card.created_at
+    reason = record.reason if record else card.notes
+    return champion_story(card.version, since, reason, trigger, realized[0] if realized else None, expected)
 
 
 def champion_band(con: Any, card: ModelCard, day: dt.date) -> Band | None:
@@ -329,15 +387,27 @@ def model_performance(
             },
         )
         warehouse.replace_rows(con, "model_performance", frame, ["event_date"])
+        story = _champion_story(con, registry, card, day, estimate.expected_auc)
+        history = con.sql(
+            "SELECT event_date, auc, expected_auc, band_low, status FROM model_performance "
+            "WHERE champion = ? AND event_date > ? AND event_date <= ?",
+            params=[card.version, day - dt.timedelta(days=CHART_DAYS), day],
+        ).pl()
+        decisions = _recent_decisions(con)
     below = status in (BandStatus.HIGH, BandStatus.FAR_HIGH)
     numbers = {k: row.get(k) for k in ("auc", "precision", "recall", "recall_at_k", "expected_auc", "band_low")}
     return dg.MaterializeResult(
         metadata={
+            "champion_story": dg.MetadataValue.text(story),
             "labels_mature": mature,
             "champion": card.version,
             "below_band": below,
             **{k: dg.MetadataValue.float(float(v)) for k, v in numbers.items() if v is not None},
             "auc_ci": dg.MetadataValue.json([row.get("auc_low"), row.get("auc_high")]),
+            "auc_over_time": dg.MetadataValue.md(
+                png_markdown(performance_chart(history), f"the champion's AUC, last {CHART_DAYS} days")
+            ),
+            "last_decisions": dg.MetadataValue.md(markdown_table(decisions)),
             "dagster/row_count": examples.height,
         },
         check_results=[
@@ -346,6 +416,7 @@ def model_performance(
                 passed=not below,
                 severity=dg.AssetCheckSeverity.ERROR if status is BandStatus.FAR_HIGH else dg.AssetCheckSeverity.WARN,
                 metadata={
+                    "day": context.partition_key,
                     "status": status.value if mature else "estimated (labels not mature)",
                     "band_days": band.n_history if band else 0,
                 },

@@ -221,11 +221,12 @@ def champion_story(
     reason: str,
     trigger: str | None,
     realized: tuple[str, float] | None,
-    expected: float | None,
+    expected: tuple[str, float | None],
 ) -> str:
-    """One line: which model serves, since when and why, and how good it is now."""
+    """One line: which model serves, since when and why, and how good it is: its latest realized AUC
+    (day, AUC) and the expected AUC of the day judged (day, AUC or None)."""
     how_good = f"realized AUC {realized[1]:.3f} on {realized[0]}" if realized else "no realized AUC yet"
     return (
         f"champion {version}, promoted {since[:10]} (trigger: {trigger or 'unknown'}) because {reason}; "
-        f"{how_good}" + (f", expected AUC today {expected:.3f}" if expected is not None else "")
+        f"{how_good}" + (f", expected AUC {expected[1]:.3f} on {expected[0]}" if expected[1] is not None else "")
     )

@@ -28,7 +28,7 @@ def report_metadata(reports: Sequence[IngestReport]) -> dict[str, Any]:
         "rows_valid": sum(r.rows_valid for r in reports),
         "rows_quarantined": quarantined,
         "rows_duplicate": sum(r.rows_duplicate for r in reports),
-        "quarantine_rate": dg.MetadataValue.float(quarantined / rows_in if rows_in else 0.0),
+        "quarantine_rate_percent": dg.MetadataValue.float(round(100 * quarantined / rows_in, 2) if rows_in else 0.0),
         "seconds": dg.MetadataValue.float(round(sum(sum(r.seconds.values()) for r in reports), 3)),
         "event_dates": ", ".join(sorted({d for r in reports for d in r.event_dates})) or "none",
         "batch_ids": ", ".join(r.batch_id for r in reports) or "none",

@@ -278,7 +278,7 @@ def _champion_story(con: Any, registry: ModelRegistry, card: ModelCard, day: dt.
     ).fetchall()
     since = record.set_at if record else card.created_at
     reason = record.reason if record else card.notes
-    return champion_story(card.version, since, reason, trigger, realized[0] if realized else None, expected)
+    return champion_story(card.version, since, reason, trigger, realized[0] if realized else None, (str(day), expected))
 
 
 def champion_band(con: Any, card: ModelCard, day: dt.date) -> Band | None:

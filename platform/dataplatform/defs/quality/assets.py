@@ -240,7 +240,7 @@ def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
             "quarantined_claiming_another_day": quarantine.filter(
                 pl.col("claimed_date").is_null() | (pl.col("claimed_date") != day)
             ).height,
-            "quarantine_rate": dg.MetadataValue.float(float(profile["quarantine_rate"])),
+            "quarantine_rate_percent": dg.MetadataValue.float(round(100 * float(profile["quarantine_rate"]), 2)),
             "users": profile["users"],
             **{k: v for k, v in profile.items() if k.startswith("events_")},
             "quarantine_reasons": dg.MetadataValue.md(markdown_table(reasons)),

@@ -83,7 +83,7 @@ def event_plausibility(context: dg.AssetExecutionContext, lakehouse: LakehouseRe
     reasons = reasons.rename({"reasons": "reason", "len": "records"})
     metadata = {
         "suspect_records": judged.height,
-        "suspect_share": dg.MetadataValue.float(share),
+        "suspect_percent": dg.MetadataValue.float(round(100 * share, 2)),
         "reasons": dg.MetadataValue.md(markdown_table(reasons)),
         "bands": dg.MetadataValue.json(json.loads(json.dumps(bands.describe()))),
         "history_left_out": ", ".join(str(d) for d in sorted(left_out)) or "none",
@@ -95,7 +95,7 @@ def event_plausibility(context: dg.AssetExecutionContext, lakehouse: LakehouseRe
                 check_name="records_plausible",
                 passed=judged.height == 0,
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={k: metadata[k] for k in ("suspect_records", "suspect_share", "reasons")},
+                metadata={k: metadata[k] for k in ("suspect_records", "suspect_percent", "reasons")},
             )
         ],
     )

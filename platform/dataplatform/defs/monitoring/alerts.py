@@ -2,8 +2,11 @@
 
 import dagster as dg
 
+from dataplatform.defs.common.keys import DAILY_HEALTH
 from dataplatform.defs.resources import AlertWebhookResource
 from dataplatform.lib.alerts import Alert
+
+HEALTH_PAGE = f"/assets/{DAILY_HEALTH.to_user_string()}?view=partitions&partition="
 
 
 def _failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, str]]:
@@ -17,6 +20,8 @@ def _failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, 
                     "severity": evaluation.severity.value,
                     "blocking": str(evaluation.blocking),
                     "partition": evaluation.partition or "",
+                    # The day's health page lists every check of that day, this one among them.
+                    "day_health": f"{HEALTH_PAGE}{evaluation.partition}" if evaluation.partition else "",
                 }
             )
     return failed

@@ -365,8 +365,14 @@ def challenger_model(
             "retrain_seconds": dg.MetadataValue.float(retrain_seconds),
             "training_rows": trained.training_rows,
             "recent_retrains": dg.MetadataValue.md(markdown_table(recent)),
-            "feature_importance": dg.MetadataValue.json(
-                {k: round(v, 4) for k, v in sorted(importance.items(), key=lambda kv: -kv[1])[:10]}
+            "feature_importance": dg.MetadataValue.md(
+                markdown_table(
+                    pl.DataFrame(
+                        sorted(importance.items(), key=lambda kv: -kv[1]),
+                        schema=["feature", "importance"],
+                        orient="row",
+                    )
+                )
             ),
             "champion": champion_card.version if champion_card else "none",
             # Data time, not wall time: the latest day of examples when this model was trained. The
@@ -421,7 +427,7 @@ def champion_model(context: dg.AssetExecutionContext, models: ModelRegistryResou
             "version": version,
             "replaced": record.replaced or "none",
             "auc": dg.MetadataValue.float(float(auc) if auc is not None else float("nan")),
-            "training_window": dg.MetadataValue.json(card.training_window),
+            "training_window": dg.MetadataValue.json(card.training_window),  # read by drift_retraining_sensor
             "recent_retrains": metadata["recent_retrains"],
             "how_good_now": dg.MetadataValue.text("daily realized and expected AUC: monitoring/model_performance"),
         }

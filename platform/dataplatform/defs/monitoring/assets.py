@@ -206,12 +206,17 @@ def drift_report(
             **({"impact": dg.MetadataValue.float(float(impact))} if impact is not None else {}),
             "performance_holds": holds,
             **({"expected_auc": dg.MetadataValue.float(float(expected))} if expected is not None else {}),
+            # JSON: drift_retraining_sensor reads these three back (the verdict line says them in words).
             "broken_features": dg.MetadataValue.json(broken),
             "drifted_features": dg.MetadataValue.json(drifted),
             "multivariate_drift": multivariate.drifted,
             "domain_auc": dg.MetadataValue.float(multivariate.auc),
             "domain_threshold": dg.MetadataValue.float(multivariate.threshold),
-            "drivers": dg.MetadataValue.json(multivariate.top_features),
+            "drivers": dg.MetadataValue.md(
+                markdown_table(
+                    pl.DataFrame(multivariate.top_features, schema=["feature", "auc_distance"], orient="row")
+                )
+            ),
             "scores": dg.MetadataValue.json(scores),
             # Every feature every day (NaN without a score), so that the Plots tab draws lines without gaps.
             **{f"drift_score_{c}": dg.MetadataValue.float(scores.get(c, math.nan)) for c in DRIFT_FEATURES},
@@ -403,7 +408,8 @@ def model_performance(
             "champion": card.version,
             "below_band": below,
             **{k: dg.MetadataValue.float(float(v)) for k, v in numbers.items() if v is not None},
-            "auc_ci": dg.MetadataValue.json([row.get("auc_low"), row.get("auc_high")]),
+            # The 95% interval's ends as numbers: plotted beside the AUC across days.
+            **{k: dg.MetadataValue.float(float(row[k])) for k in ("auc_low", "auc_high") if row.get(k) is not None},
             "auc_over_time": dg.MetadataValue.md(
                 png_markdown(performance_chart(history), f"the champion's AUC, last {CHART_DAYS} days")
             ),

@@ -198,6 +198,31 @@ LOCK_WAIT_SECONDS = 120.0
 RETRACTED_REASON = "record:retracted"
 
 
+def open_waiting(
+    path: Path, *, read_only: bool, wait_seconds: float, on_wait: Callable[[str], None] | None = None
+) -> Any:
+    """A DuckDB connection to `path`, retried with backoff while another process holds the file's lock;
+    the lock's IOException once `wait_seconds` have passed. `on_wait` hears when the open has to wait
+    and when it got through."""
+    started = time.monotonic()
+    delay, tries = 0.05, 0
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            waited = time.monotonic() - started
+            if "lock" not in str(exc).lower() or waited >= wait_seconds:
+                raise
+            if on_wait and tries == 0:
+                on_wait(f"the warehouse is locked by a writer (ingestion); waiting up to {wait_seconds:g} s")
+            time.sleep(min(delay, wait_seconds - waited))
+            delay, tries = min(delay * 2, 2.0), tries + 1
+    if on_wait and tries:
+        on_wait(f"got the warehouse after waiting {time.monotonic() - started:.1f} s")
+    return con
+
+
 @contextmanager
 def connect(path: Path, *, read_only: bool = False, wait_seconds: float = LOCK_WAIT_SECONDS) -> Iterator[Any]:
     """Open the warehouse, waiting (with backoff) while another process holds its lock."""
@@ -205,17 +230,7 @@ def connect(path: Path, *, read_only: bool = False, wait_seconds: float = LOCK_W
     if read_only and not path.exists():
         with connect(path):  # create an empty warehouse so readers see empty tables, not an error
             pass
-    deadline = time.monotonic() + wait_seconds
-    delay = 0.05
-    while True:
-        try:
-            con = duckdb.connect(str(path), read_only=read_only)
-            break
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+    con = open_waiting(path, read_only=read_only, wait_seconds=wait_seconds)
     try:
         con.sql("SET TimeZone = 'UTC'")
         if not read_only:

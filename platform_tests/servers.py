@@ -118,6 +118,21 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def processes_with_env(name: str, value: str) -> dict[int, str]:
+    """Live (not zombie) processes whose environment holds `name=value`, pid -> command line, from /proc.
+
+    Every process a command starts inherits its environment, so this finds them all, in whichever process
+    group or session they are, also after their parent is gone."""
+    entry = f"{name}={value}".encode()
+    found = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to read
+            state = (proc / "stat").read_text().rpartition(")")[2].split()[0]
+            if state != "Z" and entry in (proc / "environ").read_bytes().split(b"\0"):
+                found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return found
+
+
 def wait_until(
     what: str,
     ready: Callable[[], Any],

@@ -7,7 +7,9 @@ import datetime as dt
 import gzip
 import itertools
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -17,6 +19,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from dataplatform.defs.monitoring.assets import DRIFT_FEATURES
+from dataplatform.lib import drift, features
 from dataplatform.lib.contract import EVENT_TYPES, EventRecord
 from dataplatform.lib.demo import (
     ALL_KINDS,
@@ -24,12 +28,17 @@ from dataplatform.lib.demo import (
     CorruptionKind,
     DemoConfig,
     GeneratedEvents,
+    LiveDays,
     day_volume,
     generate_events,
+    resume_point,
     trickle,
     write_history,
 )
-from dataplatform.lib.demo.cli import main
+from dataplatform.lib.demo.cli import _config as cli_config
+from dataplatform.lib.demo.cli import build_parser, main
+from dataplatform.lib.readers import ParsedFile, read_landing_file
+from dataplatform.lib.transform import transform
 
 K = CorruptionKind
 START = dt.date(2026, 3, 2)  # a Monday
@@ -412,3 +421,120 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "history: wrote" in done.stdout
     assert len(list(tmp_path.glob("event_date=2026-03-01/events-0000.jsonl.gz"))) == 1
+
+
+# --- the live stream is the history's world ---------------------------------------------------
+
+DP_SCRIPT = PLATFORM_DIR.parent / "dp"
+
+
+def test_live_days_send_each_history_day_once_and_whole(tmp_path: Path) -> None:
+    config = small(corruption_rate=0.05)
+    live = LiveDays(config)
+    midnight = dt.datetime.combine(START, dt.time(), dt.UTC)
+    cuts = [
+        midnight - dt.timedelta(hours=1),
+        midnight + dt.timedelta(hours=9, seconds=0.5),
+        midnight + dt.timedelta(days=1),
+    ]
+    sent = pl.concat([live.between(a, b).frame for a, b in itertools.pairwise(cuts)])
+    day = generate_events(small(days=1, corruption_rate=0.05)).frame
+    assert (
+        sent.filter(pl.col("event_date") == START)
+        .sort("event_id", "corruption")
+        .equals(day.sort("event_id", "corruption"))
+    )
+    # Records are due at their own timestamp (a corrupted one at its neighbour's): none from the future.
+    late = live.between(midnight + dt.timedelta(hours=20), midnight + dt.timedelta(hours=21)).frame
+    clean = late.filter(pl.col("corruption").is_null())
+    assert clean["timestamp"].dt.hour().unique().to_list() == [20]
+
+    # The first file catches up from midnight; a restart goes on after the newest file, repeating nothing.
+    now = [midnight + dt.timedelta(hours=20)]
+
+    def clock() -> dt.datetime:
+        now[0] += dt.timedelta(seconds=30)
+        return now[0]
+
+    first = trickle(config, tmp_path, interval=0, files=3, clock=clock)
+    assert resume_point(tmp_path, now[0]) == now[0]
+    again = trickle(config, tmp_path, interval=0, files=3, clock=clock)
+    lines = [len(p.read_bytes().splitlines()) for p in first.files + again.files]
+    assert sum(lines) == first.report.total_rows + again.report.total_rows
+    assert lines[0] > 100 * max(lines[1:3])  # the day so far, then about half a minute each
+    first_ids = _through_the_contract(first.files)["event_id"]
+    assert not _through_the_contract(again.files)["event_id"].is_in(first_ids.implode()).any()
+
+
+def _dp_demo_world() -> list[str]:
+    """The DEMO_WORLD options `./dp` gives both the demo history and the live trickle."""
+    found = re.search(r"^DEMO_WORLD=\((.*?)\)\s*$", DP_SCRIPT.read_text(), re.MULTILINE | re.DOTALL)
+    assert found, "dp defines no DEMO_WORLD=(...) array"
+    script = f'DEMO_WORLD=({found.group(1)}); printf "%s\\n" "${{DEMO_WORLD[@]}}"'
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DP_DEMO_")}
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30, check=True)
+    return done.stdout.splitlines()
+
+
+def _through_the_contract(paths: list[Path]) -> pl.DataFrame:
+    """The valid records of `paths`, as ingestion reads and validates them."""
+    parsed = [read_landing_file(p.name, p.read_bytes()) for p in paths]
+    assert all(isinstance(p, ParsedFile) for p in parsed)
+    named = [(p.records, p.malformed, pl.lit(p.source_file).alias("source_file")) for p in parsed]  # type: ignore[union-attr]
+    records = pl.concat([r.with_columns(name) for r, _, name in named], how="diagonal_relaxed")
+    malformed = pl.concat([m.with_columns(name) for _, m, name in named])
+    return transform(records, malformed).valid
+
+
+def test_a_trickle_batch_is_not_drifted_against_the_history(tmp_path: Path) -> None:
+    """dp's history and stream options; the stream's day judged as `monitoring/batch_drift` judges a landing
+    batch: features from the events before each view, thresholds learned on the training window at the
+    batch's size bucket (as champion_thresholds buckets sizes), `drift.compare`."""
+    world = _dp_demo_world()
+    history_dir, landing = tmp_path / "history", tmp_path / "landing"
+    argv = ["history", "--out", str(history_dir), "--days", "9", "--start", START.isoformat(), *world, "--quiet"]
+    assert main(argv) == 0
+    parser = build_parser()
+    config = cli_config(parser.parse_args(["trickle", "--out", str(landing), *world]), parser)
+    history = _through_the_contract(sorted(history_dir.rglob("events-*.jsonl.gz")))
+    day = START + dt.timedelta(days=8)  # the stream's day: the history stops the day before
+    before = history.filter(pl.col("event_date") < day)
+    peak = dt.datetime.combine(day, dt.time(19), dt.UTC)
+    now = [peak]
+    stop = threading.Event()
+
+    def clock() -> dt.datetime:  # dp's interval, from 19:00 to 20:00
+        now[0] += dt.timedelta(seconds=5)
+        if now[0] >= peak + dt.timedelta(hours=1):
+            stop.set()
+        return now[0]
+
+    files = trickle(config, landing, interval=0, stop=stop, clock=clock).files
+    stream = _through_the_contract(files)
+    columns = list(DRIFT_FEATURES)
+    reference = features.build_training_examples(before, days=sorted(set(before["event_date"]))[1:])
+
+    def examples(events: pl.DataFrame, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+        frame = features.build_training_examples(events.unique("event_id", keep="first"), days=[day])
+        return frame.filter(pl.col("example_time").is_between(start, end, closed="left"))
+
+    def drifted(reference: pl.DataFrame, current: pl.DataFrame) -> list[str]:
+        size_bucket = round(4 * math.log2(current.height)) / 4
+        thresholds = drift.calibrate_thresholds(
+            reference, time_column="event_date", columns=columns, current_size=round(2**size_bucket),
+            rule="lognormal_tail",
+        )  # fmt: skip
+        results = drift.compare(reference.select(columns), current.select(columns), thresholds=thresholds)
+        return [r.column for r in results if r.drifted]
+
+    # The day so far, against the training window's same hours: nothing drifts.
+    midnight = dt.datetime.combine(day, dt.time(), dt.UTC)
+    so_far = examples(pl.concat([before, stream]), midnight, now[0])
+    assert so_far.height > 10_000
+    assert drifted(reference.filter(pl.col("hour_of_day") < 20), so_far) == []
+    # The live hour gets the verdict the history's own events of that hour get (the history holds the day
+    # too): batch_drift's verdict on a slice of the day (one hour of day, whole sessions) is the history's.
+    live_hour = examples(pl.concat([before, stream]), peak, now[0])
+    history_hour = examples(history, peak, now[0])
+    assert live_hour.height > 1_000
+    assert drifted(reference, live_hour) == drifted(reference, history_hour)

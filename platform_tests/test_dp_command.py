@@ -1,8 +1,16 @@
-"""`./dp` itself: every failure says what went wrong and what to do (never a silent exit status)."""
+"""`./dp` itself: every failure says what went wrong and what to do (never a silent exit status), and `./dp up`
+stops everything it started on Ctrl-C or SIGTERM."""
 
+import contextlib
 import os
+import signal
 import subprocess
+import uuid
 from pathlib import Path
+
+import pytest
+
+from servers import BIN, DagsterDev, free_port, platform_env, processes_with_env, wait_until, write_instance_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,3 +50,91 @@ def test_any_other_failing_command_names_itself(tmp_path: Path) -> None:
     script.chmod(0o755)
     result = subprocess.run([str(script), "help"], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 1 and "failed (exit 1) at dp line" in result.stderr and ": false" in result.stderr
+
+
+UP_TIMEOUT_SECONDS = 300.0  # demo history, dagster dev and its code server: generous for a busy 2-core machine
+STOP_SECONDS = 10.0
+MARK = "DP_UP_TEST_MARK"  # every process ./dp up starts inherits its environment, so carries this
+
+
+def dp_root(tmp_path: Path) -> Path:
+    """A repository root for `./dp up` whose instance lives under it, not in the real data/ (dp sets DAGSTER_HOME
+    to its root): the real code and virtualenv by symlink, its own dagster.yaml, and a dp that installs nothing
+    (the virtualenv is the one running these tests; `-e .` from this root would point it here)."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in ("platform", "workspace.yaml", "requirements.txt", "pyproject.toml"):
+        (root / name).symlink_to(ROOT / name)
+    (root / ".venv").symlink_to(BIN.parent)
+    write_instance_config(root)
+    script = (ROOT / "dp").read_text()
+    assert script.count("\ninstall() {\n") == 1, "dp's install() moved: update dp_root"
+    (root / "dp").write_text(script.replace("\ninstall() {\n", "\ninstall() { return 0; }\n_install() {\n"))
+    (root / "dp").chmod(0o755)
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("signum", "to_group", "after_bootstrap"),
+    [(signal.SIGINT, True, False), (signal.SIGTERM, True, False), (signal.SIGTERM, False, True)],
+    ids=["ctrl-c", "sigterm-to-group", "sigterm-to-dp-after-bootstrap"],
+)
+def test_up_stops_everything_it_started_within_10_s(
+    tmp_path: Path, signum: signal.Signals, to_group: bool, after_bootstrap: bool
+) -> None:
+    """SIGINT to the foreground process group (a terminal's Ctrl-C), SIGTERM to it, or SIGTERM to dp alone: the
+    webserver, daemon, code server, run workers, demo generator and bootstrap are all gone within 10 s. The
+    bootstrap (3 demo days) usually still runs when the webserver answers; the last case waits for its end and
+    the line that says so."""
+    port, mark = free_port(), uuid.uuid4().hex
+    demo = {"DP_DEMO_DAYS": "3", "DP_DEMO_INTERVAL": "2"}
+    env = platform_env(tmp_path / "repo", tmp_path / "data", tmp_path / "home", DP_PORT=str(port), **demo)
+    env[MARK] = mark
+    root, log_path = dp_root(tmp_path), tmp_path / "up.log"
+    with open(log_path, "wb") as log:
+        # A new session: its process group is the one a terminal makes for a foreground job.
+        process = subprocess.Popen(
+            [str(root / "dp"), "up"],
+            cwd=root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    up = DagsterDev(process, port, log_path)
+    try:
+        try:
+            wait_until("the webserver of ./dp up to answer", up.answers, UP_TIMEOUT_SECONDS, process)
+            if after_bootstrap:
+                line = wait_until("the bootstrap's end", lambda: _bootstrap_line(log_path), UP_TIMEOUT_SECONDS, process)
+                assert f"http://127.0.0.1:{port}/asset-groups" in line or f"{tmp_path}/data/logs/bootstrap.log" in line
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- ./dp up output ---\n{up.log_tail()}") from None
+        assert processes_with_env(MARK, mark)
+        if to_group:
+            os.killpg(process.pid, signum)
+        else:
+            os.kill(process.pid, signum)
+        try:
+            wait_until(
+                f"every process of ./dp up to stop after {signum.name}",
+                lambda: not processes_with_env(MARK, mark),
+                STOP_SECONDS,
+                interval=0.1,
+            )
+        except AssertionError as exc:
+            left = "\n".join(f"{pid} {cmd[:160]}" for pid, cmd in processes_with_env(MARK, mark).items())
+            raise AssertionError(f"{exc}; still running:\n{left}\n--- ./dp up output ---\n{up.log_tail()}") from None
+        assert process.wait(timeout=5) == 128 + signum
+    finally:
+        for pid in processes_with_env(MARK, mark):  # a failed test leaves nothing behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def _bootstrap_line(log_path: Path) -> str | None:
+    lines = log_path.read_text(errors="replace").splitlines()
+    return next((line for line in lines if "bootstrap finished" in line or "bootstrap failed" in line), None)

@@ -1,7 +1,7 @@
 """Command line for the demo event generator (console script `dataplatform-demo`).
 
     dataplatform-demo history --out data/history --days 14 --start 2026-03-01
-    dataplatform-demo trickle --out data/landing --events-per-file 200 --interval 5
+    dataplatform-demo trickle --out data/landing --interval 5
 
 Run `dataplatform-demo <command> --help` for every option.
 """
@@ -112,6 +112,14 @@ def _realism_options() -> argparse.ArgumentParser:
         "--products", type=_positive_int, metavar="N", default=500, help="number of products in the catalogue"
     )
     world.add_argument(
+        "--events-per-day",
+        metavar="N",
+        type=_positive_int,
+        default=20_000,
+        help="average events per day over a week (weekends get more, early weekdays fewer); the trickle "
+        "sends a day's events as their time comes, so give both commands the same world options",
+    )
+    world.add_argument(
         "--seed",
         type=_non_negative_int,
         metavar="SEED",
@@ -209,13 +217,6 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument(
         "--start", type=_date, metavar="DATE", default=dt.date(2026, 3, 1), help="first day, YYYY-MM-DD (UTC)"
     )
-    history.add_argument(
-        "--events-per-day",
-        metavar="N",
-        type=_positive_int,
-        default=20_000,
-        help="average events per day over a week (weekends get more, early weekdays fewer)",
-    )
     history.add_argument("--format", choices=FORMATS, default="jsonl.gz", help="file format")
     history.add_argument(
         "--files-per-day", type=_positive_int, metavar="N", default=1, help="files each day is split into"
@@ -227,13 +228,23 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         formatter_class=formatter,
         help="drop live micro-files into a landing folder",
-        description="Every --interval seconds write one file of --events-per-file events, timestamped "
-        "within the last minutes, into --out (written under a dot-name, then renamed, so a watcher never "
-        "sees partial files). Runs until --files files are written, or until Ctrl-C / SIGTERM. Drift and "
-        "the corruption days follow today's (UTC) date.",
+        description="Every --interval seconds write one file into --out holding the events of the history's "
+        "world (the same --seed, --users, --products, --events-per-day, corruption and drift options give "
+        "the same users, products, prices, volume per day, hour-of-day profile and corruption as `history`) "
+        "whose timestamps came due since the last file; no file when none did. The first file catches up "
+        "from the newest trickle file in --out (at most a day back), or from today's midnight (UTC). Files "
+        "are written under a dot-name, then renamed, so a watcher never sees partial files. Runs until "
+        "--files files are written, or until Ctrl-C / SIGTERM.",
     )
     live.add_argument("--out", type=Path, metavar="DIR", required=True, help="landing folder (e.g. data/landing)")
-    live.add_argument("--events-per-file", type=_positive_int, metavar="N", default=100, help="events in each file")
+    live.add_argument(
+        "--events-per-file",
+        type=_positive_int,
+        metavar="N",
+        default=None,
+        help="instead, N fresh events in every file whatever the hour (a load test: not the history's volume, "
+        "so the drift monitoring flags it)",
+    )
     live.add_argument(
         "--interval", type=_non_negative_float, metavar="SECONDS", default=5.0, help="seconds between files"
     )

@@ -27,6 +27,7 @@ import io
 import itertools
 import math
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -1054,7 +1055,7 @@ def format_of(path: Path) -> OutputFormat:
     """The output format named by a file's extension."""
     for fmt in sorted(FORMATS, key=len, reverse=True):
         if path.name.endswith("." + fmt):
-            return fmt  # type: ignore[return-value]
+            return fmt
     raise ValueError(f"cannot tell the format of {path.name}; expected one of {', '.join(FORMATS)}")
 
 
@@ -1116,19 +1117,78 @@ def _chunks(frame: pl.DataFrame, parts: int) -> list[pl.DataFrame]:
 
 def trickle_file_name(moment: dt.datetime, sequence: int, fmt: OutputFormat) -> str:
     """Unique, lexically sortable name: events-<UTC stamp to the microsecond>-<sequence>.<fmt>."""
-    stamp = moment.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = moment.astimezone(dt.UTC).strftime(_TRICKLE_STAMP)
     return f"events-{stamp}-{sequence:06d}.{fmt}"
+
+
+_TRICKLE_STAMP: Final = "%Y%m%dT%H%M%S%fZ"
+_TRICKLE_NAME: Final = re.compile(r"events-(\d{8}T\d{12}Z)-\d{6}\.")
+_MAX_CATCH_UP: Final = dt.timedelta(days=1)  # a stream restarted after a longer pause skips the rest
 
 
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _corrupt_time() -> pl.Expr:
+    return pl.col("corruption").is_in([str(CorruptionKind.BAD_TIMESTAMP), str(CorruptionKind.FUTURE_TIMESTAMP)])
+
+
+class LiveDays:
+    """The live stream of the history's world: each day is `generate_day`'s day (same users, products,
+    prices, volume, hour-of-day profile, corruption and drift), sent as its timestamps come due.
+
+    A record is due at its timestamp; a record whose timestamp was corrupted (unparseable or in the
+    future) at the timestamp of the record before it in the day's time order."""
+
+    def __init__(self, config: DemoConfig, world: World | None = None) -> None:
+        self.config = config
+        self.world = world or build_world(config)
+        self._days: dict[dt.date, pl.DataFrame] = {}
+
+    def _day(self, day: dt.date) -> pl.DataFrame:
+        if day not in self._days:
+            frame = generate_day(self.config, self.world, day).frame
+            due = pl.when(_corrupt_time()).then(None).otherwise(pl.col("timestamp"))
+            self._days[day] = frame.with_columns(due.forward_fill().backward_fill().alias("_due"))
+        return self._days[day]
+
+    def between(self, start: dt.datetime, end: dt.datetime) -> GeneratedEvents:
+        """The records due in (start, end], in the days' order."""
+        start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+        _require(start < end, "start must be before end")
+        days = [start.date() + dt.timedelta(days=i) for i in range((end.date() - start.date()).days + 1)]
+        for old in [d for d in self._days if d < start.date()]:
+            del self._days[old]  # days already sent are not needed again
+        report = CorruptionReport()
+        frames = []
+        for day in days:  # one or two days per call, more only when catching up
+            part = self._day(day).filter(pl.col("_due") > start, pl.col("_due") <= end).drop("_due")
+            counts = part["corruption"].drop_nulls().value_counts().iter_rows()
+            report.add(day, part.height, {CorruptionKind(kind): n for kind, n in counts})
+            frames.append(part)
+        return GeneratedEvents(pl.concat(frames), report)
+
+
+def resume_point(out: Path, now: dt.datetime) -> dt.datetime:
+    """Where a live stream into `out` starts: after the newest trickle file there, at most a day back
+    (a restart neither repeats records nor skips a short pause), else at today's midnight (UTC), so
+    today is whole, as the history's days are."""
+    stamps = [
+        dt.datetime.strptime(match.group(1), _TRICKLE_STAMP).replace(tzinfo=dt.UTC)
+        for path in (out.iterdir() if out.is_dir() else [])  # one entry per file, not per record
+        if (match := _TRICKLE_NAME.match(path.name))
+    ]
+    now = now.astimezone(dt.UTC)
+    midnight = dt.datetime.combine(now.date(), dt.time(), dt.UTC)
+    return max(max(stamps), now - _MAX_CATCH_UP) if stamps else midnight
+
+
 def trickle(
     config: DemoConfig,
     out: Path,
     *,
-    events_per_file: int = 100,
+    events_per_file: int | None = None,
     interval: float = 5.0,
     files: int | None = None,
     fmt: OutputFormat = "jsonl",
@@ -1137,10 +1197,16 @@ def trickle(
     world: World | None = None,
     progress: bool = False,
 ) -> TrickleResult:
-    """Drop live micro-files into a landing folder: one file of `events_per_file` events every
-    `interval` seconds, `files` times or until `stop` is set (the file being written is
-    finished first). Files appear atomically (dot-named temp file + os.replace)."""
-    _require(events_per_file >= 1, "events_per_file must be >= 1")
+    """Drop live micro-files into a landing folder every `interval` seconds, `files` times or until
+    `stop` is set (the file being written is finished first). Files appear atomically (dot-named
+    temp file + os.replace).
+
+    By default each file holds the records of the history's world that came due since the last one
+    (`LiveDays`): the history's volume per day, hour-of-day profile and corruption, timestamped at the
+    wall-clock time; no file when none came due. The first file catches up from `resume_point`.
+    With `events_per_file`, every file holds that many fresh events whatever the hour (a load test:
+    not the history's volume, so the monitoring sees it as drift)."""
+    _require(events_per_file is None or events_per_file >= 1, "events_per_file must be >= 1")
     _require(interval >= 0, "interval must be >= 0")
     _require(files is None or files >= 1, "files must be >= 1")
     _require(fmt in FORMATS, f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -1148,17 +1214,25 @@ def trickle(
     _require(not bad_kinds, f"format {fmt!r} cannot represent corruption kinds: {', '.join(sorted(bad_kinds))}")
     world = world or build_world(config)
     stop = stop or threading.Event()
-    # Sessions end within the last interval (at least a minute, so tiny intervals still spread).
+    live = LiveDays(config, world)
+    sent: dt.datetime | None = None  # records due up to here are sent
+    # Fixed-size files: sessions end within the last interval (at least a minute, so tiny intervals still spread).
     window = dt.timedelta(seconds=max(interval, 60.0))
     result = TrickleResult([], CorruptionReport())
     with tqdm(total=files, desc="trickle", unit="file", disable=not progress) as bar:
         while not stop.is_set() and (files is None or len(result.files) < files):
             seq = len(result.files)
             now = clock()
-            batch = generate_batch(config, world, end=now, n_events=events_per_file, window=window, sequence=seq)
-            result.files.append(write_events_file(batch.frame, out / trickle_file_name(now, seq, fmt), fmt))
-            result.report.merge(batch.report)
-            bar.update()
+            if events_per_file is None:
+                sent = sent or resume_point(out, now)
+                batch = live.between(sent, now) if now > sent else None
+                sent = max(sent, now)
+            else:
+                batch = generate_batch(config, world, end=now, n_events=events_per_file, window=window, sequence=seq)
+            if batch is not None and batch.frame.height:
+                result.files.append(write_events_file(batch.frame, out / trickle_file_name(now, seq, fmt), fmt))
+                result.report.merge(batch.report)
+                bar.update()
             if files is None or len(result.files) < files:
                 stop.wait(interval)
     return result

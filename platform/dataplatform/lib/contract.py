@@ -31,7 +31,7 @@ class EventRecord(pa.DataFrameModel):
     user_id: str = pa.Field(nullable=False, str_length={"min_value": 1, "max_value": 256})
     timestamp: UTC_DATETIME = pa.Field(nullable=False, ge=EARLIEST_EVENT_TIME)  # type: ignore[valid-type]
     event_type: str = pa.Field(nullable=False, isin=list(EVENT_TYPES))
-    product_id: pl.Int64 = pa.Field(nullable=True, ge=0)  # type: ignore[valid-type]
+    product_id: pl.Int64 = pa.Field(nullable=True, ge=0)
     category: str = pa.Field(nullable=True, str_length={"max_value": 512})
     brand: str = pa.Field(nullable=True, str_length={"max_value": 256})
     price: float = pa.Field(nullable=True, ge=0)
@@ -62,11 +62,11 @@ class QuarantineRecord(pa.DataFrameModel):
 
     batch_id: str = pa.Field(nullable=False, str_length={"min_value": 1})
     source_file: str = pa.Field(nullable=False, str_length={"min_value": 1})
-    source_row: pl.Int64 = pa.Field(nullable=True, ge=1)  # type: ignore[valid-type]  # null: the whole file
+    source_row: pl.Int64 = pa.Field(nullable=True, ge=1)  # null: the whole file
     reasons: pl.List(pl.String) = pa.Field(nullable=False)  # type: ignore[valid-type]
     raw_record: str = pa.Field(nullable=False)
-    event_date: pl.Date = pa.Field(nullable=False)  # type: ignore[valid-type]  # the day it counts on
-    claimed_date: pl.Date = pa.Field(nullable=True)  # type: ignore[valid-type]  # its timestamp's day
+    event_date: pl.Date = pa.Field(nullable=False)  # the day it counts on
+    claimed_date: pl.Date = pa.Field(nullable=True)  # its timestamp's day
     detail: str = pa.Field(nullable=True)
 
     @pa.check("reasons", name="named_reasons")

@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # no display: render to PNG only
 import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
+from matplotlib.figure import Figure
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -124,7 +125,7 @@ def normal_domain_auc(
     return min(float(np.quantile(aucs, NORMAL_AUC_QUANTILE)) + NORMAL_AUC_MARGIN, MAX_DOMAIN_THRESHOLD)
 
 
-def png_markdown(figure: plt.Figure, title: str) -> str:
+def png_markdown(figure: Figure, title: str) -> str:
     """A figure as a Markdown image with an inline PNG (the Dagster UI renders it in metadata)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=72, bbox_inches="tight")
@@ -132,7 +133,7 @@ def png_markdown(figure: plt.Figure, title: str) -> str:
     return f"![{title}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
 
 
-def drift_history_chart(history: pl.DataFrame, columns: Sequence[str]) -> plt.Figure:
+def drift_history_chart(history: pl.DataFrame, columns: Sequence[str]) -> Figure:
     """Per feature: effect size over time against its threshold (red dots: drifted days)."""
     shown = list(columns)
     cols = 3
@@ -161,7 +162,7 @@ def drift_history_chart(history: pl.DataFrame, columns: Sequence[str]) -> plt.Fi
     return figure
 
 
-def distribution_chart(reference: pl.DataFrame, current: pl.DataFrame, columns: Sequence[str]) -> plt.Figure:
+def distribution_chart(reference: pl.DataFrame, current: pl.DataFrame, columns: Sequence[str]) -> Figure:
     """Reference (grey) vs current (blue) distributions of the given numeric features."""
     shown = list(columns)[:6] or ["(none)"]
     figure, axes = plt.subplots(1, len(shown), figsize=(3.5 * len(shown), 2.6), squeeze=False)
@@ -195,7 +196,7 @@ def distribution_chart(reference: pl.DataFrame, current: pl.DataFrame, columns: 
     return figure
 
 
-def performance_chart(history: pl.DataFrame) -> plt.Figure:
+def performance_chart(history: pl.DataFrame) -> Figure:
     """The champion's realized AUC (labelled days) and expected AUC (every day) over time, and the
     lower edge of its band: one chart, so that a realized AUC below the band reads at a glance."""
     figure, ax = plt.subplots(figsize=(8, 3))

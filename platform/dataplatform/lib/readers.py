@@ -138,7 +138,7 @@ class _HashingReader:
 
 def _payload_blocks(reader: _HashingReader, gzipped: bool) -> Iterator[bytes]:
     """The file's content (decompressed when gzipped) in blocks, without a leading UTF-8 BOM."""
-    source: IO[bytes] | _HashingReader = gzip.GzipFile(fileobj=reader, mode="rb") if gzipped else reader  # type: ignore[arg-type]
+    source: IO[bytes] | _HashingReader = gzip.GzipFile(fileobj=reader, mode="rb") if gzipped else reader
     first = True
     while block := source.read(STREAM_BLOCK_BYTES):
         if first and block.startswith(UTF8_BOM):

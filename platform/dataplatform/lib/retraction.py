@@ -183,7 +183,7 @@ def retract(con: Any, lake: Lake, registry: ModelRegistry, selection: Selection,
         quarantine = con.sql(QUARANTINE_ROWS_SQL, params=params).pl()
         # The lake first: until the warehouse commits, a re-run finds the same records and redoes this.
         keys = _archive(lake, retraction_id, records)
-        lake.write_parquet(_quarantine_key(retraction_id), quarantine.cast(LAKE_QUARANTINE_SCHEMA))  # type: ignore[arg-type]
+        lake.write_parquet(_quarantine_key(retraction_id), quarantine.cast(LAKE_QUARANTINE_SCHEMA))
         withheld = pl.concat([records["event_id"], _active_ids(con, retraction_id)["event_id"]])
         _rewrite_files(lake, retraction_id, keys, withheld)
         con.register("retracted_quarantine", quarantine)

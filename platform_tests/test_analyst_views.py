@@ -36,13 +36,28 @@ def _events(days: list[dt.date], per_day: int, hours: float = 24.0) -> pl.DataFr
     return frame.with_columns(pl.col("timestamp").dt.date().alias("event_date"))
 
 
-def test_past_days_are_cut_at_the_time_of_day_and_empty_days_count_as_zero() -> None:
-    days = [dt.date(2026, 5, d) for d in range(1, 4)]
-    events = _events(days[:2], per_day=24)  # one event an hour; the third day holds none
+def test_past_days_are_cut_at_the_time_of_day_and_days_that_were_never_loaded_are_left_out() -> None:
+    days = [dt.date(2026, 5, d) for d in range(1, 5)]
+    late = _events(days[2:3], per_day=2).with_columns(pl.col("timestamp") + dt.timedelta(hours=20))
+    events = pl.concat([_events(days[:2], per_day=24), late])  # one event an hour; day 3 only after 20:00
     counts = counts_until(events, days, dt.time(6, 0))
+    assert counts["event_date"].to_list() == days[:3]  # day 4 holds no event at all: not loaded, not a zero
     assert counts["events"].to_list() == [6, 6, 0]
     assert counts["events_view"].to_list() == [6, 6, 0]
     assert counts["events_purchase"].to_list() == [0, 0, 0]
+
+
+def test_days_before_the_history_began_do_not_widen_todays_band() -> None:
+    loaded = [dt.date(2026, 5, 15) + dt.timedelta(days=i) for i in range(14)]
+    searched = [dt.date(2026, 5, 1) + dt.timedelta(days=i) for i in range(28)]  # 14 of them before the history
+    now = dt.datetime(2026, 5, 29, 12, 0, tzinfo=dt.UTC)
+    empty = pl.Series("reasons", [], dtype=pl.List(pl.String))
+    view = today_so_far(
+        now=now, events=_events([now.date()], per_day=30, hours=3), quarantine_reasons=empty,
+        suspect_reasons=empty, history=_events(loaded, per_day=240), history_days=searched,
+    )  # fmt: skip
+    events = view.volumes.filter(pl.col("measure") == "events").row(0, named=True)
+    assert events["status"] == BandStatus.LOW.value and events["low"] > 0
 
 
 def test_a_partial_day_is_judged_against_the_same_hours_not_against_whole_days() -> None:

@@ -109,7 +109,7 @@ def test_up_stops_everything_it_started_within_10_s(
             wait_until("the webserver of ./dp up to answer", up.answers, UP_TIMEOUT_SECONDS, process)
             if after_bootstrap:
                 line = wait_until("the bootstrap's end", lambda: _bootstrap_line(log_path), UP_TIMEOUT_SECONDS, process)
-                assert f"http://127.0.0.1:{port}/asset-groups" in line or f"{tmp_path}/data/logs/bootstrap.log" in line
+                assert f"http://127.0.0.1:{port}/assets" in line or f"{tmp_path}/data/logs/bootstrap.log" in line
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- ./dp up output ---\n{up.log_tail()}") from None
         assert processes_with_env(MARK, mark)

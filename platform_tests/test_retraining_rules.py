@@ -15,8 +15,10 @@ from dataplatform.lib.retraining import (
     PerformanceDay,
     choose_training_window,
     drift_onset,
+    judge_day_auc,
     performance_band,
     retrain_decision,
+    severe_drift,
     training_gate,
 )
 
@@ -144,6 +146,29 @@ def test_the_headline_gives_the_verdict_first_names_the_features_and_the_episode
     assert one.headline(since=None) == "stable: 1 feature(s) beyond their thresholds: a (1.2x threshold), fewer than 2"
     broken = DriftDay(D, ["a", "b"], {}, False, ["c"])
     assert broken.headline(since=None).startswith("broken_input: no usable value in c")
+
+
+def test_a_days_auc_is_judged_as_it_is_by_a_daily_band_and_by_its_best_plausible_value_by_a_holdout_band() -> None:
+    daily = performance_band([0.80, 0.81, 0.79, 0.80, 0.82], 0.80, (0.78, 0.82))
+    holdout = performance_band([], 0.80, (0.78, 0.82))
+    assert daily is not None and daily.n_history and holdout is not None and not holdout.n_history
+    # 0.70 with an interval reaching 0.79: below a band of daily AUCs, inside the holdout's band.
+    assert judge_day_auc(daily, 0.70, (0.61, 0.79)) is BandStatus.FAR_HIGH
+    assert judge_day_auc(holdout, 0.70, (0.61, 0.79)) is BandStatus.OK
+    assert judge_day_auc(holdout, 0.60, (0.55, 0.65)) in (BandStatus.HIGH, BandStatus.FAR_HIGH)
+    assert judge_day_auc(None, 0.70, None) is BandStatus.NO_HISTORY
+
+
+def test_a_feature_that_lost_its_values_or_its_codes_is_severe_drift() -> None:
+    rng = np.random.default_rng(3)
+    previous = pl.DataFrame({"x": rng.normal(size=2000), "c": rng.choice(["a", "b"], 2000)})
+    shifted = previous.with_columns(pl.col("x") + 0.5)  # drift to learn from, not a broken input
+    broken = previous.with_columns(
+        pl.when(pl.int_range(pl.len()) % 2 == 0).then(None).otherwise(pl.col("x")).alias("x"),
+        pl.lit("zz").alias("c"),
+    )
+    assert severe_drift(shifted, previous, ["x", "c"]) == []
+    assert [s.split(" ")[0] for s in severe_drift(broken, previous, ["x", "c"])] == ["x", "c"]
 
 
 def test_the_performance_band_is_learned_from_days_the_model_did_not_train_on() -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 
@@ -18,6 +21,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from threadpoolctl import threadpool_limits
+
+from dataplatform.lib import drift, warehouse
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,35 @@ def champion_story(
     (day, AUC) and the expected AUC of the day judged (day, AUC or None)."""
     how_good = f"realized AUC {realized[1]:.3f} on {realized[0]}" if realized else "no realized AUC yet"
     return (
-        f"champion {version}, promoted {since[:10]} (trigger: {trigger or 'unknown'}) because {reason}; "
+        f"champion {version}, promoted {since[:10]} (trigger: {trigger or 'unknown'}); decision: {reason}; "
         f"{how_good}" + (f", expected AUC {expected[1]:.3f} on {expected[0]}" if expected[1] is not None else "")
     )
+
+
+def champion_thresholds(
+    con: Any, champion: str, reference: pl.DataFrame, size: int, columns: Sequence[str]
+) -> drift.Thresholds:
+    """Per-feature drift thresholds learned on the champion's training window at a sample size of `size`.
+
+    Thresholds depend on the window and on the sample size; sizes within a factor of 2**0.25 share
+    them, learned at the bucket's centre size (so they do not depend on which size came first), and a
+    day (or a batch) usually reads them from the warehouse's `drift_thresholds` cache."""
+    size_bucket = round(4 * math.log2(max(size, 1))) / 4
+    cached = warehouse.scalar(
+        con,
+        "SELECT thresholds FROM drift_thresholds WHERE champion = ? AND size_bucket = ?",
+        [champion, size_bucket],
+    )
+    if cached is not None:
+        return drift.Thresholds.from_dict(json.loads(cached))
+    thresholds = drift.calibrate_thresholds(
+        reference,
+        time_column="event_date",
+        columns=list(columns),
+        current_size=round(2**size_bucket),
+        rule="lognormal_tail",
+    )
+    row = {"champion": champion, "size_bucket": size_bucket, "version": thresholds.version,
+           "thresholds": json.dumps(thresholds.to_dict(), default=str)}  # fmt: skip
+    warehouse.replace_rows(con, "drift_thresholds", pl.DataFrame([row]), ["champion", "size_bucket"])
+    return thresholds

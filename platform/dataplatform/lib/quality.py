@@ -211,6 +211,11 @@ def failure_table(failures: pl.DataFrame, *, rows: int, examples: int = 3) -> pl
     )
 
 
+def percent_shares(reasons: pl.DataFrame) -> pl.DataFrame:
+    """A failure_table with its share in percent (share_percent, 2 decimals), as the UI shows rates."""
+    return reasons.with_columns((100 * pl.col("share")).round(2).alias("share_percent")).drop("share")
+
+
 def quarantine_failures(quarantine: pl.DataFrame) -> pl.DataFrame:
     """Quarantine rows (with a `reasons` list) as one row per (record, reason) with an example."""
     return quarantine.select(

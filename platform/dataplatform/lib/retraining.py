@@ -9,7 +9,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dataplatform.lib.quality import Band, learned_band
+import polars as pl
+
+from dataplatform.lib import drift
+from dataplatform.lib.quality import Band, BandStatus, learned_band
 
 # After a drift the days before its onset still train, but weigh PRE_ONSET_WEIGHT each (a day after it
 # weighs 1): a regime of a few days is too little to train on alone (measured: 7-day regime windows
@@ -112,6 +115,26 @@ class GateResult:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
+# Signs of a broken input rather than drift to learn from (distribution shifts are what retraining is
+# for, so they never block it): a feature's missing share moved by more than this, or most of a
+# categorical feature's values were never seen before (codes replaced).
+SEVERE_NULL_SHIFT = 0.2
+SEVERE_UNSEEN_SHARE = 0.5
+
+
+def severe_drift(current: pl.DataFrame, previous: pl.DataFrame, columns: Sequence[str]) -> list[str]:
+    """The features of `current` that look broken against `previous` (the last accepted training set),
+    each with its missing-share shift and unseen-category share; the gate refuses the set when any do."""
+    if previous.height == 0 or current.height == 0:
+        return []
+    results = drift.compare(previous.select(columns), current.select(columns))
+    return [
+        f"{r.column} (missing share {r.null_share_shift or 0:+.2f}, unseen categories {r.unseen_categories or 0:.0%})"
+        for r in results
+        if abs(r.null_share_shift or 0) > SEVERE_NULL_SHIFT or (r.unseen_categories or 0) > SEVERE_UNSEEN_SHARE
+    ]
+
+
 def training_gate(
     *,
     window: TrainingWindow,
@@ -208,6 +231,18 @@ class DriftDay:
         held = " and its performance holds: not retrained for" if verdict == "drift_without_impact" else ""
         count = len(self.drifted_features)
         return f"{verdict}{episode}: {count} features beyond their thresholds: {named}{impact}{held}"
+
+
+def judge_day_auc(band: Band | None, auc: float | None, auc_ci: Sequence[float] | None) -> BandStatus:
+    """A day's realized AUC against the champion's band (on the error, 1 - AUC: "high" is worse).
+
+    A band learned from daily AUCs already holds a day's sampling noise: the day's AUC is judged as it
+    is. A band from the holdout holds only the holdout's uncertainty: the day is judged by the upper end
+    of its 95% interval (below the band only when even its best plausible AUC is)."""
+    judged = auc if band and band.n_history else (auc_ci[1] if auc_ci else auc)
+    if band is None or judged is None:
+        return BandStatus.NO_HISTORY
+    return band.status(1 - judged)
 
 
 # A model's band needs this many days it did not train on; until then its holdout sets the band.

@@ -19,11 +19,14 @@ VOLUME_MEASURES = ("events", *(f"events_{t}" for t in EVENT_TYPES))
 
 
 def counts_until(events: pl.DataFrame, days: list[dt.date], until: dt.time) -> pl.DataFrame:
-    """Per day of `days`: its events, and its events per type, with a UTC time of day before `until`
-    (the volume measures of lib/quality.day_profile). A day with none has zeros, not a missing row."""
-    frame = pl.DataFrame({"event_date": days}, schema={"event_date": pl.Date})
+    """Per day of `days` that holds events: its events, and its events per type, with a UTC time of day
+    before `until` (the volume measures of lib/quality.day_profile). A day with events, none of them
+    before `until`, has zeros; a day with no events at all is left out: it was not loaded (before the
+    history began), and fourteen such zeros once stretched a band from 0 to three times the usual."""
     if events.height == 0:
-        return frame.with_columns(pl.lit(0, dtype=pl.Int64).alias(m) for m in VOLUME_MEASURES)
+        return pl.DataFrame(schema={"event_date": pl.Date, **dict.fromkeys(VOLUME_MEASURES, pl.Int64)})
+    held = events.filter(pl.col("event_date").is_in(days))["event_date"].unique()
+    frame = pl.DataFrame({"event_date": held}, schema={"event_date": pl.Date})
     counts = (
         events.filter(pl.col("timestamp").dt.convert_time_zone("UTC").dt.time() < until)
         .group_by("event_date")
@@ -98,10 +101,11 @@ def today_so_far(
     `history_days`) cut at the same time of day."""
     day = now.astimezone(dt.UTC).date()
     cut = now.astimezone(dt.UTC).time()
-    today = counts_until(events, [day], dt.time.max).row(0, named=True)
+    today = counts_until(events, [day], dt.time.max)
+    so_far = today.row(0, named=True) if today.height else dict.fromkeys(VOLUME_MEASURES, 0)
     past = counts_until(history, history_days, cut)
     volumes = volume_table(
-        {m: today[m] for m in VOLUME_MEASURES}, past, day, min_relative_width=VOLUME_MIN_RELATIVE_SPREAD
+        {m: so_far[m] for m in VOLUME_MEASURES}, past, day, min_relative_width=VOLUME_MIN_RELATIVE_SPREAD
     )
     return TodaySoFar(
         day=day,

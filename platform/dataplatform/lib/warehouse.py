@@ -407,6 +407,25 @@ def batch_reconciliation(con: Any, batch_id: str) -> dict[str, Any]:
     }
 
 
+def day_id_reconciliation(con: Any, day: dt.date, lake_ids: pl.Series) -> tuple[int, int, int]:
+    """How the warehouse's `events` of `day` differ from the lake's event ids of the day: ids only in
+    the warehouse, ids only in the lake, and ids the warehouse holds more than once (all 0 when they agree)."""
+    con.register("lake_day_ids", pl.DataFrame({"event_id": lake_ids}, schema={"event_id": pl.String}))
+    try:
+        row = con.sql(
+            """
+            WITH day AS (SELECT event_id FROM events WHERE event_date = ?)
+            SELECT (SELECT count(*) FROM day WHERE event_id NOT IN (SELECT event_id FROM lake_day_ids)),
+                   (SELECT count(*) FROM lake_day_ids WHERE event_id NOT IN (SELECT event_id FROM day)),
+                   (SELECT count(*) - count(DISTINCT event_id) FROM day)
+            """,
+            params=[day],
+        ).fetchall()[0]
+    finally:
+        con.unregister("lake_day_ids")
+    return int(row[0]), int(row[1]), int(row[2])
+
+
 def replace_rows(con: Any, table: str, rows: pl.DataFrame, key_columns: Sequence[str]) -> None:
     """Upsert: delete the rows whose keys `rows` holds, insert `rows` (one transaction).
 

@@ -21,18 +21,20 @@ import polars as pl
 from dataplatform.defs.common.conventions import OWNERS, SETTINGS, WRITER_POOL
 from dataplatform.defs.common.keys import CHALLENGER, CHAMPION, TRAINING_EXAMPLES, TRAINING_SET
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
-from dataplatform.lib import drift, features, featurestore, promotion, retraction, suspects, warehouse
+from dataplatform.lib import features, featurestore, promotion, retraction, suspects, warehouse
 from dataplatform.lib.quality import check_contract, markdown_table
 from dataplatform.lib.registry import ModelCard, frame_fingerprint
-from dataplatform.lib.retraining import REGIME_FOLLOW_UP_DAYS, choose_training_window, training_gate
+from dataplatform.lib.retraining import (
+    REGIME_FOLLOW_UP_DAYS,
+    SEVERE_NULL_SHIFT,
+    SEVERE_UNSEEN_SHARE,
+    choose_training_window,
+    severe_drift,
+    training_gate,
+)
 from dataplatform.lib.training import evaluate, permutation_importance, train_model
 
 ML_KINDS = {"scikitlearn", "polars"}
-# Signs of a broken input rather than drift to learn from (distribution shifts are what
-# retraining is for, so they never block it): a feature's missing share moved by more than
-# this, or most of a categorical feature's values were never seen before (codes replaced).
-SEVERE_NULL_SHIFT = 0.2
-SEVERE_UNSEEN_SHARE = 0.5
 MIN_ROWS, MIN_POSITIVES, MIN_TRAIN_DAYS = 1000, 30, 3
 
 MODEL_DECISIONS_SQL = """
@@ -82,18 +84,6 @@ def _day_corruption(con: Any) -> dict[dt.date, float]:
         """
     ).fetchall()
     return dict(rows)
-
-
-def _severe_drift(current: pl.DataFrame, previous: pl.DataFrame) -> list[str]:
-    if previous.height == 0 or current.height == 0:
-        return []
-    columns = list(features.FEATURE_COLUMNS)
-    results = drift.compare(previous.select(columns), current.select(columns))
-    return [
-        f"{r.column} (missing share {r.null_share_shift or 0:+.2f}, unseen categories {r.unseen_categories or 0:.0%})"
-        for r in results
-        if abs(r.null_share_shift or 0) > SEVERE_NULL_SHIFT or (r.unseen_categories or 0) > SEVERE_UNSEEN_SHARE
-    ]
 
 
 def _record_training_set(
@@ -179,12 +169,13 @@ def training_set(
     previous = featurestore.read_training_set(lake, champion.data_fingerprint, "train") if champion else None
     previous = previous if previous is not None else pl.DataFrame()
     contract = check_contract(train, model=featurestore.training_contract(), id_column="example_id")
+    sample = train.sample(n=min(train.height, 50_000), seed=0)
     gate = training_gate(
         window=window,
         rows=train.height,
         positives=int(train["label"].sum()) if train.height else 0,
         contract_failures=contract.failing_rows if train.height else 0,
-        severe_drift=_severe_drift(train.sample(n=min(train.height, 50_000), seed=0), previous),
+        severe_drift=severe_drift(sample, previous, features.FEATURE_COLUMNS),
         min_train_days=MIN_TRAIN_DAYS,
         min_rows=MIN_ROWS,
         min_positives=MIN_POSITIVES,

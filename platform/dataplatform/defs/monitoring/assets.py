@@ -14,6 +14,7 @@ from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
 from dataplatform.lib import drift, features, featurestore, warehouse
 from dataplatform.lib.monitoring import (
     champion_story,
+    champion_thresholds,
     distribution_chart,
     domain_classifier_drift,
     drift_history_chart,
@@ -23,7 +24,7 @@ from dataplatform.lib.monitoring import (
 )
 from dataplatform.lib.quality import Band, BandStatus, drift_table, markdown_table
 from dataplatform.lib.registry import ModelCard, ModelRegistry
-from dataplatform.lib.retraining import DriftDay, drift_onset, performance_band
+from dataplatform.lib.retraining import DriftDay, drift_onset, judge_day_auc, performance_band
 from dataplatform.lib.training import estimate_performance, evaluate
 
 CHART_DAYS = 30
@@ -54,33 +55,6 @@ CREATE TABLE IF NOT EXISTS model_performance (
     expected_auc DOUBLE, band_low DOUBLE, status VARCHAR, computed_at TIMESTAMPTZ
 );
 """
-
-
-def champion_thresholds(con: Any, champion: ModelCard, reference: pl.DataFrame, size: int) -> drift.Thresholds:
-    """Per-feature thresholds learned on the champion's training window at a sample size of `size`.
-
-    Thresholds depend on the window and on the sample size; sizes within a factor of 2**0.25 share
-    them, learned at the bucket's centre size (so they do not depend on which size came first), and a
-    day (or a batch) usually reads them from the `drift_thresholds` cache."""
-    size_bucket = round(4 * math.log2(max(size, 1))) / 4
-    cached = warehouse.scalar(
-        con,
-        "SELECT thresholds FROM drift_thresholds WHERE champion = ? AND size_bucket = ?",
-        [champion.version, size_bucket],
-    )
-    if cached is not None:
-        return drift.Thresholds.from_dict(json.loads(cached))
-    thresholds = drift.calibrate_thresholds(
-        reference,
-        time_column="event_date",
-        columns=list(DRIFT_FEATURES),
-        current_size=round(2**size_bucket),
-        rule="lognormal_tail",
-    )
-    row = {"champion": champion.version, "size_bucket": size_bucket, "version": thresholds.version,
-           "thresholds": json.dumps(thresholds.to_dict(), default=str)}  # fmt: skip
-    warehouse.replace_rows(con, "drift_thresholds", pl.DataFrame([row]), ["champion", "size_bucket"])
-    return thresholds
 
 
 def drift_scores(results: list[drift.ColumnDrift]) -> dict[str, float]:
@@ -153,7 +127,7 @@ def drift_report(
     numeric = [c for c in features.NUMERIC_FEATURES if c in DRIFT_FEATURES]
     with lakehouse.connect() as con:
         con.sql(MONITORING_SQL)
-        thresholds = champion_thresholds(con, champion, reference, current.height)
+        thresholds = champion_thresholds(con, champion.version, reference, current.height, DRIFT_FEATURES)
         normal_auc = warehouse.scalar(
             con, "SELECT normal_auc FROM domain_thresholds WHERE champion = ?", [champion.version]
         )
@@ -367,13 +341,7 @@ def model_performance(
                 auc_high=metrics.auc_ci[1] if metrics.auc_ci else None, precision=metrics.precision,
                 recall=metrics.recall, recall_at_k=metrics.recall_at_k,
             )  # fmt: skip
-            # The band is on the error (1 - AUC), so "high" means worse than usual. A band learned from
-            # daily AUCs already holds a day's sampling noise: the day's AUC is judged as it is. A band
-            # from the holdout holds only the holdout's uncertainty: the day is judged by the upper end
-            # of its 95% interval (below the band only when even its best plausible AUC is).
-            judged = metrics.auc if band and band.n_history else (metrics.auc_ci[1] if metrics.auc_ci else metrics.auc)
-            if band and judged is not None:
-                status = band.status(1 - judged)
+            status = judge_day_auc(band, metrics.auc, metrics.auc_ci)
         row.update(band_low=1 - band.high if band else None, status=status.value)
         frame = pl.DataFrame(
             [row],

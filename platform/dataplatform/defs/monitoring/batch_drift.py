@@ -8,9 +8,10 @@ from pydantic import Field
 
 from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL
 from dataplatform.defs.common.keys import BATCH_DRIFT, CHAMPION, LANDING_EVENTS
-from dataplatform.defs.monitoring.assets import DRIFT_FEATURES, MONITORING_SQL, champion_thresholds, drift_scores
+from dataplatform.defs.monitoring.assets import DRIFT_FEATURES, MONITORING_SQL, drift_scores
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
 from dataplatform.lib import drift, features, featurestore, lakeread, warehouse
+from dataplatform.lib.monitoring import champion_thresholds
 from dataplatform.lib.quality import drift_table, markdown_table
 
 
@@ -71,7 +72,7 @@ def batch_drift(
     columns = list(DRIFT_FEATURES)
     with lakehouse.connect() as con:
         con.sql(MONITORING_SQL)
-        thresholds = champion_thresholds(con, champion, reference, examples.height)
+        thresholds = champion_thresholds(con, champion.version, reference, examples.height, DRIFT_FEATURES)
         results = drift.compare(reference.select(columns), examples.select(columns), thresholds=thresholds)
         table = drift_table(
             results, event_date=days[-1], dataset=f"batch:{batch_id}", thresholds_version=thresholds.version

@@ -30,15 +30,21 @@ from dataplatform.lib.quality import markdown_table
 # Evaluations of an unpartitioned check (a micro-batch's, the training gate's) searched for the day's failures.
 RECENT_FAILURES = 200
 DETAIL_KEYS = ("status", "decision", "summary")
+DETAIL_CHARS = 200
 # The day-partitioned assets whose checks judge a day, built before the summary.
 DAY_ASSETS = [HISTORY_EVENTS, WAREHOUSE_EVENTS, QUARANTINE, EVENT_PLAUSIBILITY, EVENT_DISTRIBUTIONS, TRAINING_EXAMPLES,
               DRIFT_REPORT, MODEL_PERFORMANCE]  # fmt: skip
 
 
 def _detail(record: AssetCheckExecutionRecord) -> str:
+    """What the check said: its status, decision or summary, else its first short plain value."""
     evaluation = record.evaluation
     metadata = evaluation.metadata if evaluation else {}
-    return next((str(metadata[k].value) for k in DETAIL_KEYS if k in metadata), "")
+    named = next((str(metadata[k].value) for k in DETAIL_KEYS if k in metadata), None)
+    if named is not None:
+        return named
+    plain = (f"{k}: {v.value}" for k, v in metadata.items() if isinstance(v.value, str | int | float))
+    return next((text for text in plain if len(text) <= DETAIL_CHARS), "")
 
 
 def _judged(record: AssetCheckExecutionRecord) -> Outcome:

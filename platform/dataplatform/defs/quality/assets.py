@@ -26,6 +26,7 @@ from dataplatform.lib.quality import (
     failure_table,
     learned_band,
     markdown_table,
+    percent_shares,
     quarantine_failures,
     volume_table,
 )
@@ -158,17 +159,8 @@ def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
     lake_dupes = events.height - events["event_id"].n_unique() if events.height else 0
 
     with lakehouse.connect() as con:
-        con.register("lake_day_ids", events.select("event_id") if events.height else pl.DataFrame({"event_id": []}))
-        warehouse_only, lake_only, warehouse_dupes = con.sql(
-            """
-            WITH day AS (SELECT event_id FROM events WHERE event_date = ?)
-            SELECT (SELECT count(*) FROM day WHERE event_id NOT IN (SELECT event_id FROM lake_day_ids)),
-                   (SELECT count(*) FROM lake_day_ids WHERE event_id NOT IN (SELECT event_id FROM day)),
-                   (SELECT count(*) - count(DISTINCT event_id) FROM day)
-            """,
-            params=[day],
-        ).fetchall()[0]
-        con.unregister("lake_day_ids")
+        lake_ids = events["event_id"] if events.height else pl.Series("event_id", [], dtype=pl.String)
+        warehouse_only, lake_only, warehouse_dupes = warehouse.day_id_reconciliation(con, day, lake_ids)
         batches = [warehouse.batch_reconciliation(con, b) for b in lakeread.batch_ids_for_day(lake, day)]
         history = _profile_history(con, day)
         # Retracted records are quarantined by an operator's decision, not by the producer: the day's
@@ -243,7 +235,7 @@ def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
             "quarantine_rate_percent": dg.MetadataValue.float(round(100 * float(profile["quarantine_rate"]), 2)),
             "users": profile["users"],
             **{k: v for k, v in profile.items() if k.startswith("events_")},
-            "quarantine_reasons": dg.MetadataValue.md(markdown_table(reasons)),
+            "quarantine_reasons": dg.MetadataValue.md(markdown_table(percent_shares(reasons))),
         },
         check_results=checks,
     )

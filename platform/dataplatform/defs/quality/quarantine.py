@@ -9,7 +9,7 @@ from dataplatform.defs.common.conventions import OWNERS, daily_partitions
 from dataplatform.defs.common.keys import HISTORY_EVENTS, LANDING_EVENTS, QUARANTINE
 from dataplatform.defs.resources import LakehouseResource
 from dataplatform.lib import lakeread
-from dataplatform.lib.quality import failure_table, markdown_table, quarantine_failures
+from dataplatform.lib.quality import failure_table, markdown_table, percent_shares, quarantine_failures
 from dataplatform.lib.replay import replay_command
 
 QUARANTINE_TABLE = "warehouse.main.quarantine"
@@ -53,11 +53,7 @@ def quarantine(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) 
                 f"reason {r}": dg.MetadataValue.int(n)
                 for r, n in zip(reasons["reason"], reasons["records"], strict=True)
             },
-            "top_reasons": dg.MetadataValue.md(
-                markdown_table(
-                    reasons.with_columns((100 * pl.col("share")).round(2).alias("share_percent")).drop("share")
-                )
-            ),
+            "top_reasons": dg.MetadataValue.md(markdown_table(percent_shares(reasons))),
             "replay": dg.MetadataValue.md(replay),
             "dagster/row_count": dg.MetadataValue.int(refused.height),
         }

@@ -35,6 +35,16 @@ def today_metadata(view: TodaySoFar) -> dict[str, dg.MetadataValue]:
     }
 
 
+# Eager without its wait for in-progress dependencies: micro-batches land every few seconds, so
+# ingestion is nearly always running, and eager() left today's page stale for 12 minutes while a
+# newcomer watched (the landed data is committed; a batch still running is the next refresh's).
+AFTER_EACH_LANDING = (
+    (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()).since_last_handled()
+    & ~dg.AutomationCondition.any_deps_missing()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after micro-batches land, even while the next one runs")
+
+
 @dg.asset(
     key=TODAY,
     deps=[LANDING_EVENTS],
@@ -48,7 +58,7 @@ def today_metadata(view: TodaySoFar) -> dict[str, dg.MetadataValue]:
     ),
     kinds={"polars"},
     owners=OWNERS,
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=AFTER_EACH_LANDING,
     pool=WRITER_POOL,
 )
 def today(lakehouse: LakehouseResource) -> dg.MaterializeResult:

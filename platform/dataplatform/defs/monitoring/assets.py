@@ -93,7 +93,8 @@ def _no_champion(check: str) -> dg.MaterializeResult:
         "an effect size, judged against a threshold learned from the training window's own day-to-day "
         "variability at today's sample size (leave-one-day-out, log-normal tail). Multivariate: a domain "
         "classifier's AUC against the larger of a permutation baseline and what normal days of the window reach "
-        "against the rest of it, with the features that drive it. Charts: each "
+        "against the rest of it, with the features that drive it. `drift_score_<feature>`: the effect size over "
+        "its threshold (above 1: beyond it). Charts: each "
         "feature's effect against its threshold over time, and reference vs current distributions."
     ),
     kinds={"scipy", "scikitlearn", "duckdb"},

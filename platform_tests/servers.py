@@ -192,16 +192,12 @@ class DagsterDev:
         return "\n".join(text.splitlines()[-lines:])
 
 
-@contextmanager
-def dagster_dev(env: dict[str, str], cwd: Path, log_path: Path, start_timeout: float = 90.0) -> Iterator[DagsterDev]:
-    """Start `dagster dev` on the repository's workspace and a free loopback port; stop it on the way out.
-
-    It runs in a new session, so SIGTERM reaches it (a background job of a shell would ignore it; see the
-    stack findings) and its whole process group can be stopped at once."""
-    port = free_port()
+def start_session(argv: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """`argv` in a new session, output to `log_path`: its process group is the one a terminal makes for a
+    foreground job, so a signal to the group reaches everything it starts."""
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO / "workspace.yaml")],
+        return subprocess.Popen(
+            argv,
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -209,7 +205,18 @@ def dagster_dev(env: dict[str, str], cwd: Path, log_path: Path, start_timeout: f
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = DagsterDev(process, port, log_path)
+
+
+@contextmanager
+def dagster_dev(env: dict[str, str], cwd: Path, log_path: Path, start_timeout: float = 90.0) -> Iterator[DagsterDev]:
+    """Start `dagster dev` on the repository's workspace and a free loopback port; stop it on the way out.
+
+    It runs in a new session, so SIGTERM reaches it (a shell's background job ignores SIGINT, and Dagster
+    gives SIGTERM the handler SIGINT has) and its whole process group can be stopped at once."""
+    port = free_port()
+    argv = [str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO / "workspace.yaml")]
+    server = DagsterDev(start_session(argv, env, cwd, log_path), port, log_path)
+    process = server.process
     try:
         try:
             wait_until("GraphQL to answer { version }", server.answers, start_timeout, process)

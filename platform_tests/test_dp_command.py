@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from servers import BIN, DagsterDev, free_port, platform_env, processes_with_env, wait_until, write_instance_config
+from servers import (
+    BIN,
+    DagsterDev,
+    free_port,
+    platform_env,
+    processes_with_env,
+    start_session,
+    wait_until,
+    write_instance_config,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,17 +101,7 @@ def test_up_stops_everything_it_started_within_10_s(
     env = platform_env(tmp_path / "repo", tmp_path / "data", tmp_path / "home", DP_PORT=str(port), **demo)
     env[MARK] = mark
     root, log_path = dp_root(tmp_path), tmp_path / "up.log"
-    with open(log_path, "wb") as log:
-        # A new session: its process group is the one a terminal makes for a foreground job.
-        process = subprocess.Popen(
-            [str(root / "dp"), "up"],
-            cwd=root,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = start_session([str(root / "dp"), "up"], env, root, log_path)
     up = DagsterDev(process, port, log_path)
     try:
         try:

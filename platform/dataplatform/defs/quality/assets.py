@@ -244,7 +244,7 @@ def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
 def clean_history_days(lakehouse: LakehouseResource, day: dt.date) -> tuple[list[dt.date], dict[dt.date, str]]:
     """The PROFILE_HISTORY_DAYS days before `day` that statistics may learn from, and the suspect days
     left out of them (with why)."""
-    with lakehouse.connect() as con:
+    with lakehouse.connect(read_only=True) as con:
         left_out = suspect_days(con, day - dt.timedelta(days=PROFILE_HISTORY_DAYS), day)
     return [d for d in lakeread.days_before(day, PROFILE_HISTORY_DAYS) if d not in left_out], left_out
 

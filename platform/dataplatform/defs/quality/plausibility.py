@@ -18,7 +18,7 @@ def judge_against_history(
     lakehouse: LakehouseResource, current: pl.DataFrame, history: pl.DataFrame
 ) -> tuple[pl.DataFrame, plausibility.PlausibilityBands]:
     """The suspect records of `current` (event_id, reasons) against bands learned from `history`."""
-    with lakehouse.connect() as con:
+    with lakehouse.connect(read_only=True) as con:
         batches = pl.concat([current["batch_id"], history["batch_id"]]).unique()
         arrivals = warehouse.stream_arrivals(con, batches.to_list())
     current, history = plausibility.with_arrival(current, arrivals), plausibility.with_arrival(history, arrivals)

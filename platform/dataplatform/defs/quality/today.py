@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from dataplatform.defs.common.conventions import EVENTS_TABLE, OWNERS, WRITER_POOL
+from dataplatform.defs.common.conventions import EVENTS_TABLE, OWNERS
 from dataplatform.defs.common.keys import LANDING_EVENTS, TODAY
 from dataplatform.defs.quality.assets import clean_history_days
 from dataplatform.defs.quality.plausibility import judge_against_history
@@ -54,12 +54,11 @@ AFTER_EACH_LANDING = (
         "records quarantined and records suspect so far with their reasons, and each event type's volume "
         "against a band learned from the previous days cut at the same time of day. Suspect records are "
         "judged here against the same bands as quality/event_plausibility, which records them once the day "
-        "is over."
+        "is over. It only reads (the lake, and the warehouse read-only): it never waits for the writer slot."
     ),
     kinds={"polars"},
     owners=OWNERS,
     automation_condition=AFTER_EACH_LANDING,
-    pool=WRITER_POOL,
 )
 def today(lakehouse: LakehouseResource) -> dg.MaterializeResult:
     now = dt.datetime.now(dt.UTC)

@@ -67,7 +67,9 @@ ALLOWED_IN_SQL: dict[str, dict[str, str]] = {
 }
 # Queries passed by name: module constants, and the parameters of two helpers whose callers are checked.
 ALLOWED_QUERY_NAMES = {"SCHEMA_SQL", "MONITORING_SQL", "MODEL_DECISIONS_SQL", "SELECT_SQL", "QUARANTINE_ROWS_SQL"}
-ALLOWED_QUERY_PARAMETERS = {("scalar", "sql"), ("_run", "sql")}
+# sqlshell's `_fetch` runs an analyst's own statement: on a read-only connection, after split_statements
+# refused every kind that writes (tested in test_sql_shell.py).
+ALLOWED_QUERY_PARAMETERS = {("scalar", "sql"), ("_run", "sql"), ("_fetch", "statement")}
 
 
 def modules() -> list[tuple[str, ast.Module]]:

@@ -39,6 +39,12 @@ _T = duckdb.StatementType
 READ_STATEMENTS: Final = frozenset({_T.SELECT, _T.EXPLAIN, _T.PRAGMA, _T.CALL, _T.MULTI})
 
 
+READ_ONLY_HINT: Final = (
+    "the warehouse is opened read-only here: only SELECT, EXPLAIN, PRAGMA, CALL and PIVOT run "
+    "(ingestion is its only writer)"
+)
+
+
 class WriteRefused(ValueError):
     """A statement that would write (or change the session): this shell only reads."""
 
@@ -90,10 +96,8 @@ def split_statements(text: str) -> list[str]:
     for statement in statements:
         if statement.type not in READ_STATEMENTS:
             kind = statement.type.name.replace("_", " ")
-            raise WriteRefused(
-                f"refused: {kind} statement ({statement.query.strip()[:60]!r}); the warehouse is opened "
-                "read-only here: only SELECT, EXPLAIN, PRAGMA, CALL and PIVOT run (ingestion is its only writer)"
-            )
+            refused = f"refused: {kind} statement ({statement.query.strip()[:60]!r})"
+            raise WriteRefused(f"{refused}; {READ_ONLY_HINT}")
     return [s.query.strip().removesuffix(";").strip() for s in statements]
 
 

@@ -192,6 +192,16 @@ class DagsterDev:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def _default_stop_signals() -> None:
+    """In the child: SIGINT and SIGTERM back at their defaults, as a terminal's foreground job has them.
+
+    An ignored signal stays ignored across exec, and a shell cannot trap a signal ignored on entry. The test
+    process may ignore both: CI runs the suite as a background job (SIGINT ignored), and Dagster's in-process
+    runs then give SIGTERM the handler SIGINT has. Inherited, that made ./dp up deaf to both."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def start_session(argv: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> subprocess.Popen[bytes]:
     """`argv` in a new session, output to `log_path`: its process group is the one a terminal makes for a
     foreground job, so a signal to the group reaches everything it starts."""
@@ -204,6 +214,7 @@ def start_session(argv: list[str], env: dict[str, str], cwd: Path, log_path: Pat
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_default_stop_signals,
         )
 
 

@@ -5,10 +5,12 @@ import json
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dataplatform.lib.contract import CONTRACT_COLUMNS, EventRecord
 from dataplatform.lib.readers import ParsedFile, read_landing_file
-from dataplatform.lib.transform import transform
+from dataplatform.lib.transform import _parse_timestamp, apply_aliases, parse_records, split_repeats, transform
 from factories import event, jsonl_bytes
 
 
@@ -176,3 +178,78 @@ def test_a_json_object_or_array_in_a_text_field_is_a_type_error() -> None:
         5: ["event_type:structured"],
     }
     assert result.valid["brand"].to_list() == ["[unbranded]"]
+
+
+# Timestamps spelled like the canonical form, and near misses of it, for the fast-path property below.
+TIMESTAMP_TEXT = st.one_of(
+    st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31), timezones=st.just(dt.UTC)).map(
+        lambda d: d.isoformat()
+    ),
+    st.builds(
+        lambda d, sep, frac, offset: d.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + frac + offset,
+        st.datetimes(min_value=dt.datetime(1990, 1, 1), max_value=dt.datetime(2100, 1, 1)),
+        st.sampled_from(["T", "t", " ", "  "]),
+        st.sampled_from(["", ".5", ".123456", ".1234567891", "."]),
+        st.sampled_from(["", "Z", "z", " UTC", "+02:00", "-0530", "+00", "+24:00", "+02:00:00", " +01:00"]),
+    ),
+    st.from_regex(r"\A-?\d{1,16}(\.\d{1,3})?\Z"),
+    st.text(alphabet="0123456789-:T. +Zz", max_size=32),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(TIMESTAMP_TEXT, min_size=1, max_size=20))
+def test_property_timestamps_read_by_the_fast_path_read_as_the_full_parser_reads_them(texts: list[str]) -> None:
+    typed, _ = parse_records(
+        apply_aliases(
+            pl.DataFrame({"timestamp": texts}).with_columns(
+                pl.lit("f").alias("source_file"), pl.lit(1, dtype=pl.Int64).alias("source_row")
+            )
+        )
+    )
+    full = pl.DataFrame({"timestamp": [t.strip() for t in texts]}).select(_parse_timestamp(pl.col("timestamp")))
+    assert typed["timestamp"].to_list() == full["timestamp"].to_list()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["e1", "e2", "e3", "e4"]), st.sampled_from([1.0, 2.0, None]), st.sampled_from(["a", "b"])
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_property_repeats_split_as_a_window_over_every_row_splits_them(
+    rows: list[tuple[str, float | None, str]],
+) -> None:
+    valid = pl.DataFrame(
+        [
+            {
+                **{c: None for c in CONTRACT_COLUMNS},
+                "event_id": eid,
+                "price": price,
+                "user_id": user,
+                "source_file": "f",
+                "source_row": n,
+                "event_date": dt.date(2026, 3, 1),
+            }
+            for n, (eid, price, user) in enumerate(rows, start=1)
+        ],
+        schema_overrides={"price": pl.Float64, "source_row": pl.Int64},
+    )
+    unique, conflicts, duplicates = split_repeats(valid)
+    # The reference: every row against the first row of its event_id, row by row.
+    first: dict[str, tuple[float | None, str, int]] = {}
+    want_conflicts, want_duplicates = [], 0
+    for n, (eid, price, user) in enumerate(rows, start=1):
+        if eid not in first:
+            first[eid] = (price, user, n)
+        elif first[eid][:2] == (price, user):
+            want_duplicates += 1
+        else:
+            want_conflicts.append((n, first[eid][2]))
+    assert unique["source_row"].to_list() == sorted(n for *_, n in first.values())
+    assert sorted(zip(conflicts["source_row"], conflicts["kept_row"], strict=True)) == want_conflicts
+    assert duplicates == want_duplicates

@@ -21,8 +21,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -96,6 +98,10 @@ class _ReadBatch:
     streamed: list[tuple[LandingFile, str]] = field(default_factory=list)  # large files to read in pieces, sha
 
 
+# Files parsed at once: two threads measured 1.46x one on a 2-core machine, four no better.
+READ_THREADS = min(4, os.cpu_count() or 1)
+
+
 def _check_streamed(store: LandingStore, file: LandingFile) -> FileRejection | tuple[LandingFile, str]:
     with closing(store.open(file.key)) as stream:
         sha, _, rejection = check_jsonl_stream(file.key, stream)
@@ -105,13 +111,18 @@ def _check_streamed(store: LandingStore, file: LandingFile) -> FileRejection | t
 def _read_files(
     store: LandingStore, files: Sequence[LandingFile], lake: Lake, batch_id: str, piece_bytes: int
 ) -> _ReadBatch:
+    def read(file: LandingFile) -> ParsedFile | FileRejection | tuple[LandingFile, str]:
+        if reads_in_pieces(file.key, file.size, piece_bytes):
+            return _check_streamed(store, file)
+        return read_landing_file(file.key, store.read(file.key))
+
     batch = _ReadBatch()
     seen_content: set[str] = set()
-    for file in files:
-        if reads_in_pieces(file.key, file.size, piece_bytes):
-            result: ParsedFile | FileRejection | tuple[LandingFile, str] = _check_streamed(store, file)
-        else:
-            result = read_landing_file(file.key, store.read(file.key))
+    # Files are parsed on a few threads (Polars and hashing release the GIL; a file's parse is mostly
+    # single-threaded) and judged in order, so the result is the same as reading them one by one.
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        results = list(pool.map(read, files))
+    for file, result in zip(files, results, strict=True):
         sha = result[1] if isinstance(result, tuple) else result.content_sha256
         owner = lake.ledger.content_batch(sha)
         if sha in seen_content or (owner is not None and owner != batch_id):

@@ -3,6 +3,9 @@
 another domain. A domain names another's asset by its key in `defs/common/keys.py`."""
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 DEFS = Path(__file__).resolve().parents[1] / "platform" / "dataplatform" / "defs"
@@ -35,3 +38,15 @@ def test_no_domain_imports_another_domain() -> None:
 def test_common_imports_no_domain() -> None:
     for module in (DEFS / "common").glob("*.py"):
         assert _defs_imports(module) <= {"common"}, module.name
+
+
+def test_loading_the_code_location_imports_no_heavy_library() -> None:
+    """Every run process loads the code location (an ingestion micro-batch too): scikit-learn, scipy and
+    matplotlib, over two seconds of imports together, load only in the functions that use them."""
+    script = (
+        "import sys, dataplatform.definitions as d; d.defs(); "
+        "print(' '.join(m for m in ('sklearn', 'scipy', 'matplotlib') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(DEFS.parents[1])}
+    loaded = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert loaded.stdout.split() == []

@@ -45,9 +45,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, Literal
 
+# scipy is imported in the functions that use it: it takes over a second to import, and every run process
+# of the code location imports this module (latency from a file landing to its rows being queryable).
 import numpy as np
 import polars as pl
-from scipy import special, stats
 
 OTHER_CATEGORY: Final = "__other__"
 NUMERIC_METRIC: Final = "wasserstein_norm"
@@ -528,6 +529,8 @@ def _pooled_thresholds(
     the level with the robust spread of log effects pooled over the metric's columns: a MAD of 5-20
     values was the largest part of the noise, and the shape of sampling noise on a log scale is
     much the same across columns. Columns learned below the negligible floor take it unpooled."""
+    from scipy import stats
+
     logs = {column: np.log(np.maximum(values, _TINY)) for column, values in effects.items()}
     own = {column: _threshold(values, rule, quantile, tail_sd) for column, values in effects.items()}
     out = dict(own)
@@ -734,6 +737,8 @@ def _compare_categorical(ref: CategoricalReference, series: pl.Series | None) ->
     under "one distribution" they hold whatever the cardinality; the reported ``p_value`` is
     the smaller of the two, Bonferroni-corrected.
     """
+    from scipy import stats
+
     if series is None:
         return _Side(0, 0, 0, 0), _Outcome(note="column missing from current batch")
     ref_counts, cur_counts = _joined_counts(ref, series)
@@ -825,6 +830,8 @@ def _vanished_categories(ref_counts: np.ndarray, cur_counts: np.ndarray, min_exp
     absent is a sum of rare Bernoulli events, so approximately Poisson with mean sum(P)
     (conservative, as the events are negatively correlated).
     """
+    from scipy import special, stats
+
     n_ref, n_cur = int(ref_counts.sum()), int(cur_counts.sum())
     total = n_ref + n_cur
     pooled = ref_counts + cur_counts
@@ -953,6 +960,8 @@ def _integrated_cdf(ref: NumericReference, x: np.ndarray, count_at_or_below: np.
 
 def _ks_pvalue(d: float, reference: np.ndarray, current: np.ndarray) -> float:
     """Two-sided KS p-value, chosen as scipy's ks_2samp(method="auto") chooses it."""
+    from scipy import stats
+
     n1, n2 = reference.size, current.size
     if max(n1, n2) <= _SCIPY_EXACT_MAX_N:
         # Small samples: scipy's exact distribution (public API; cheap at this size).

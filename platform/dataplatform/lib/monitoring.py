@@ -8,21 +8,19 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display: render to PNG only
-import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
-from matplotlib.figure import Figure
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from threadpoolctl import threadpool_limits
 
 from dataplatform.lib import drift, warehouse
+
+# scikit-learn and matplotlib are imported where they are used: together they take over a second to
+# import, and every run process of the code location (an ingestion micro-batch too) imports this module.
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -60,6 +58,10 @@ def domain_classifier_drift(
     that normal days of the reference already reach against the rest of it (weekdays against
     weekends, say; see :func:`normal_domain_auc`), so ordinary day-to-day variety is not drift.
     """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
     n = min(rows_per_side, reference.height, current.height)
     if n < 50:
         return MultivariateDrift(0.5, [], 1.0, False, [], n)
@@ -130,11 +132,21 @@ def normal_domain_auc(
     return min(float(np.quantile(aucs, NORMAL_AUC_QUANTILE)) + NORMAL_AUC_MARGIN, MAX_DOMAIN_THRESHOLD)
 
 
+def _pyplot() -> ModuleType:
+    """matplotlib's pyplot, rendering to PNG only (no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
+
+
 def png_markdown(figure: Figure, title: str) -> str:
     """A figure as a Markdown image with an inline PNG (the Dagster UI renders it in metadata)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=72, bbox_inches="tight")
-    plt.close(figure)
+    _pyplot().close(figure)
     return f"![{title}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
 
 
@@ -143,7 +155,8 @@ def drift_history_chart(history: pl.DataFrame, columns: Sequence[str]) -> Figure
     shown = list(columns)
     cols = 3
     rows = max(1, -(-len(shown) // cols))
-    figure, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.2 * rows), squeeze=False)
+    figure: Figure
+    figure, axes = _pyplot().subplots(rows, cols, figsize=(4 * cols, 2.2 * rows), squeeze=False)
     for ax in axes.flat[len(shown) :]:
         ax.axis("off")
     for ax, column in zip(axes.flat, shown, strict=False):
@@ -170,7 +183,8 @@ def drift_history_chart(history: pl.DataFrame, columns: Sequence[str]) -> Figure
 def distribution_chart(reference: pl.DataFrame, current: pl.DataFrame, columns: Sequence[str]) -> Figure:
     """Reference (grey) vs current (blue) distributions of the given numeric features."""
     shown = list(columns)[:6] or ["(none)"]
-    figure, axes = plt.subplots(1, len(shown), figsize=(3.5 * len(shown), 2.6), squeeze=False)
+    figure: Figure
+    figure, axes = _pyplot().subplots(1, len(shown), figsize=(3.5 * len(shown), 2.6), squeeze=False)
     for ax, column in zip(axes.flat, shown, strict=False):
         if column not in reference.columns:
             ax.axis("off")
@@ -204,7 +218,8 @@ def distribution_chart(reference: pl.DataFrame, current: pl.DataFrame, columns: 
 def performance_chart(history: pl.DataFrame) -> Figure:
     """The champion's realized AUC (labelled days) and expected AUC (every day) over time, and the
     lower edge of its band: one chart, so that a realized AUC below the band reads at a glance."""
-    figure, ax = plt.subplots(figsize=(8, 3))
+    figure: Figure
+    figure, ax = _pyplot().subplots(figsize=(8, 3))
     frame = history.sort("event_date")
     days = frame["event_date"].to_list()
     ax.plot(days, frame["auc"].to_list(), marker="o", linewidth=1.5, label="realized AUC (labels matured)")

@@ -37,23 +37,23 @@ not) as long as the model remains calibrated on the new region; it cannot see co
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 import polars as pl
-import sklearn
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
 from threadpoolctl import threadpool_limits
+
+# scikit-learn is imported where it is used: it takes most of a second to import, and every run process
+# of the code location (an ingestion micro-batch too) imports this module.
+if TYPE_CHECKING:
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
 
 CalibrationMethod = Literal["sigmoid", "isotonic"]
 
@@ -95,6 +95,9 @@ class Calibrator:
 
     @classmethod
     def fit(cls, raw: np.ndarray, y: np.ndarray, method: CalibrationMethod, weights: np.ndarray) -> Calibrator:
+        from sklearn.isotonic import IsotonicRegression
+        from sklearn.linear_model import LogisticRegression
+
         if method == "sigmoid":
             return cls(method, LogisticRegression(C=np.inf).fit(raw.reshape(-1, 1), y, sample_weight=weights))
         if method == "isotonic":
@@ -103,7 +106,7 @@ class Calibrator:
         raise ValueError(f"unknown calibration method {method!r} (sigmoid or isotonic)")
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
-        if isinstance(self.estimator, LogisticRegression):
+        if self.method == "sigmoid":
             return self.estimator.predict_proba(raw.reshape(-1, 1))[:, 1]
         return np.asarray(self.estimator.predict(raw), dtype=np.float64)
 
@@ -126,7 +129,7 @@ class TrainedModel:
     trained_at: str  # UTC, ISO 8601
     n_iter: int  # boosting rounds actually run (early stopping)
     seed: int
-    sklearn_version: str = field(default=sklearn.__version__)
+    sklearn_version: str = field(default_factory=lambda: importlib.metadata.version("scikit-learn"))
 
     def features(self, frame: pl.DataFrame) -> pl.DataFrame:
         return model_input(frame, self.feature_columns, self.categorical_columns)
@@ -235,6 +238,11 @@ def train_model(
     several runs share a machine: OpenMP threads spin while waiting, so oversubscribed cores make
     the fit many times slower, not just proportionally slower.
     """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
+
     started = time.perf_counter()
     features = tuple(feature_columns)
     categorical = tuple(c for c in features if c in set(categorical_columns))
@@ -427,6 +435,8 @@ def evaluate(
     threshold: float | None = None,
 ) -> Metrics:
     """Metrics of ``model`` on a labelled frame (a recent holdout); ``threshold`` defaults to the model's."""
+    from sklearn.metrics import roc_auc_score
+
     y = _labels(frame, model.label)
     if not len(y):
         raise ValueError("cannot evaluate on an empty frame")
@@ -524,6 +534,8 @@ def permutation_importance(model: TrainedModel, frame: pl.DataFrame, *, seed: in
     """Each feature's share of the model's ranking skill: the AUC it loses on `frame` when that feature's
     values are shuffled (a loss below 0 counts 0), over the sum of all losses. Empty when the frame holds
     one class or no feature matters."""
+    from sklearn.metrics import roc_auc_score
+
     y = _labels(frame, model.label)
     if not 0 < y.sum() < len(y):
         return {}

@@ -256,17 +256,21 @@ LINE_BY_LINE_CHUNK = 64
 
 
 def _read_jsonl(text: str, first_row: int = 1) -> tuple[pl.DataFrame, pl.DataFrame]:
-    lines = pl.DataFrame({"raw_record": text.split("\n")})
-    lines = lines.with_row_index("source_row", offset=first_row).with_columns(
-        pl.col("source_row").cast(pl.Int64), pl.col("raw_record").str.strip_chars_end("\r")
+    # One pass over the lines: numbered, blank ones dropped, and a line that does not even look like an
+    # object (a truncated line, say) marked to be set aside at once.
+    trimmed = pl.col("raw_record").str.strip_chars()
+    lines = (
+        pl.LazyFrame({"raw_record": text.split("\n")})
+        .with_row_index("source_row", offset=first_row)
+        .with_columns(pl.col("source_row").cast(pl.Int64), pl.col("raw_record").str.strip_chars_end("\r"))
+        .filter(trimmed != "")
+        .with_columns((trimmed.str.starts_with("{") & trimmed.str.ends_with("}")).alias("shaped"))
+        .collect()
     )
-    lines = lines.filter(pl.col("raw_record").str.strip_chars() != "")
     if lines.height == 0:
         return pl.DataFrame(schema={"source_row": pl.Int64}), pl.DataFrame(schema=MALFORMED_SCHEMA)
-    # A line that does not even look like an object (a truncated line, say) is set aside at once.
-    trimmed = pl.col("raw_record").str.strip_chars()
-    shaped = trimmed.str.starts_with("{") & trimmed.str.ends_with("}")
-    records, malformed = _read_object_lines(lines.filter(shaped))
+    shaped = pl.col("shaped")
+    records, malformed = _read_object_lines(lines.filter(shaped).drop("shaped"))
     malformed = pl.concat([lines.filter(~shaped).select(list(MALFORMED_SCHEMA)), malformed]).sort("source_row")
     return records, malformed
 
@@ -275,7 +279,7 @@ def _read_object_lines(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
     """Columnar read of JSON lines; a chunk that fails is halved until the bad lines are found."""
     if lines.height == 0:
         return pl.DataFrame(schema={"source_row": pl.Int64}), pl.DataFrame(schema=MALFORMED_SCHEMA)
-    body = "\n".join(lines["raw_record"]).encode()
+    body = lines["raw_record"].str.join("\n").item().encode()
     try:
         names = pl.scan_ndjson(io.BytesIO(body), infer_schema_length=None).collect_schema().names()
         frame = pl.read_ndjson(io.BytesIO(body), schema=dict.fromkeys(names, pl.String))

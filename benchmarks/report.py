@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_blast_radius
+import bench_definitions
 import bench_drift
 import bench_ingest
 import bench_latency
@@ -42,6 +43,7 @@ SIZES: dict[str, dict[str, list[str]]] = {
         "training": ["--events", "1120000", "--train-rows", "1000000"],
         "latency": ["--files", "20", "--interval", "4"],
         "blast_radius": ["--events", "10000000", "--days", "90"],
+        "definitions": ["--repeats", "5"],
     },
     "quick": {
         "ingest": ["--events", "20000", "--files", "8", "--validator-rows", "5000"],
@@ -49,6 +51,7 @@ SIZES: dict[str, dict[str, list[str]]] = {
         "training": ["--events", "40000", "--train-rows", "30000"],
         "latency": ["--files", "3", "--interval", "2", "--skip-floor", "--timeout-extra", "60"],
         "blast_radius": ["--events", "200000", "--days", "30", "--repeats", "1"],
+        "definitions": ["--repeats", "1"],
     },
 }
 MODULES: dict[str, Any] = {
@@ -57,6 +60,7 @@ MODULES: dict[str, Any] = {
     "training": bench_training,
     "latency": bench_latency,
     "blast_radius": bench_blast_radius,
+    "definitions": bench_definitions,
 }
 
 
@@ -225,12 +229,25 @@ def blast_radius_rows(result: dict[str, Any], machine: str) -> list[Row]:
     ]
 
 
+def definitions_rows(result: dict[str, Any], machine: str) -> list[Row]:
+    return [
+        (
+            f"code location load s, fresh process (median of {result['repeats']}) vs import dagster + dagster_aws.s3",
+            _num(result["ours_s"], 2),
+            _num(result["baseline_s"], 2),
+            _ratio(result["ours_s"], result["baseline_s"]),
+            machine,
+        )
+    ]
+
+
 ROWS: dict[str, Callable[[dict[str, Any], str], list[Row]]] = {
     "ingest": ingest_rows,
     "drift": drift_rows,
     "training": training_rows,
     "latency": latency_rows,
     "blast_radius": blast_radius_rows,
+    "definitions": definitions_rows,
 }
 
 
@@ -300,6 +317,8 @@ def markdown(
         " lineage a platform that built it holds (example inputs per feature day, weekly training sets and"
         " models, daily reports, one lake file per day and batch), for one batch and for a predicate over every"
         " day; the baseline is the selection query alone, so the ratio is what following the lineage adds.",
+        "- **definitions** (`bench_definitions.py`): a fresh interpreter importing the code location and building"
+        " its definitions, as every run process does, against importing `dagster` and `dagster_aws.s3` alone.",
         "",
         "Wall time per benchmark (s): " + ", ".join(f"{name} {s:.0f}" for name, s in seconds.items()) + ".",
         "",

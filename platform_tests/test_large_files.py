@@ -1,9 +1,12 @@
-"""A JSONL file larger than a piece is streamed in pieces: the same result as reading it whole, in bounded memory.
+"""A JSONL or Parquet file larger than a piece is streamed in pieces: the same result as reading it whole, in
+bounded memory.
 
 The piece size is made tiny here (a few KiB), so every property of the streamed path is tested
 on small files; `test_load_burst.py` measures it on a large one.
 """
 
+import datetime as dt
+import io
 import os
 import subprocess
 import sys
@@ -35,6 +38,32 @@ def big_jsonl() -> bytes:
     return b"\xef\xbb\xbf" + b"\n".join(lines) + b"\n"
 
 
+def big_parquet() -> bytes:
+    """Typed columns as producers write them (a naive datetime, integers, floats, a nested column, an unknown
+    one), with bad records (a negative price, a missing user, a future time) and a repeat far apart; small row
+    groups, so that pieces cut inside and across them."""
+    n = 3000
+    frame = pl.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(n)],
+            "User_ID": [None if i == 17 else f"u{i % 50}" for i in range(n)],
+            "timestamp": [dt.datetime(2026, 3, 1) + dt.timedelta(seconds=i) for i in range(n)],
+            "event_type": ["view", "cart", "purchase"] * (n // 3),
+            "product_id": list(range(n)),
+            "price": [-1.0 if i == 1500 else i / 4 for i in range(n)],
+            "tags": [{"a": i % 3, "b": [i, i + 1]} for i in range(n)],
+            "campaign": [None if i % 7 else "spring" for i in range(n)],
+        }
+    )
+    frame = frame.with_columns(
+        pl.when(pl.int_range(n) == 2999).then(dt.datetime(2100, 1, 1)).otherwise(pl.col("timestamp")).alias("timestamp")
+    )
+    frame = pl.concat([frame, frame[5:6]])  # e5 again, thousands of rows later
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, row_group_size=700)
+    return buffer.getvalue()
+
+
 def tables(warehouse_path: Path) -> dict[str, pl.DataFrame]:
     """The warehouse without batch ids (parts are batches of their own) and without load times."""
     return {name: frame.drop("batch_id", strict=False) for name, frame in warehouse_snapshot(warehouse_path).items()}
@@ -63,6 +92,36 @@ def test_pieces_give_the_same_result_as_reading_the_file_whole(tmp_path: Path, n
     lake = Lake.local(tmp_path / "b")
     assert lakeread.batch_ids_for_day(lake, "2026-03-01") == [pieces.batch_id]  # piece files map to the batch
     assert lake.read(lake.batch_event_keys(pieces.batch_id)).height == 296
+
+
+def test_a_parquet_file_in_pieces_gives_the_same_result_as_reading_it_whole(tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    write_landing(landing, "big.parquet", big_parquet())
+    whole = ingest_landing(landing, Lake.local(tmp_path / "a"), tmp_path / "a.duckdb", piece_bytes=WHOLE)
+    pieces = ingest_landing(landing, Lake.local(tmp_path / "b"), tmp_path / "b.duckdb", piece_bytes=16 * PIECE)
+
+    assert whole.pieces == 0 and pieces.pieces >= 5
+    assert totals(pieces) == totals(whole) == (3001, 2997, 3, 1)
+    a, b = tables(tmp_path / "a.duckdb"), tables(tmp_path / "b.duckdb")
+    assert a["events"].equals(b["events"]) and a["files"].equals(b["files"])
+    assert a["quarantine"].equals(b["quarantine"])  # the same record numbers in the whole file
+    assert b["quarantine"]["source_row"].to_list() == [18, 1501, 3000]
+    assert (
+        b["events"].filter(pl.col("event_id") == "e9")["extras"].to_list()
+        == a["events"].filter(pl.col("event_id") == "e9")["extras"].to_list()
+    )
+    with warehouse.connect(tmp_path / "b.duckdb", read_only=True) as con:
+        assert warehouse.batch_reconciliation(con, pieces.batch_id)["ok"]
+
+
+def test_a_parquet_file_that_cannot_be_read_is_rejected_before_any_piece(tmp_path: Path) -> None:
+    landing, wh = tmp_path / "landing", tmp_path / "wh.duckdb"
+    data = big_parquet()
+    write_landing(landing, "cut.parquet", data[: len(data) // 2] + data[-8:])  # the footer points into nothing
+    report = ingest_landing(landing, Lake.local(tmp_path / "lake"), wh, piece_bytes=PIECE)
+    assert report.pieces == 0 and report.files_rejected == 1 and report.rows_valid == 0
+    with warehouse.connect(wh, read_only=True) as con:
+        assert con.sql("SELECT reasons FROM quarantine").fetchall() == [(["file:unreadable_parquet"],)]
 
 
 def test_a_rerun_and_a_redelivery_of_a_streamed_file_change_nothing(tmp_path: Path) -> None:

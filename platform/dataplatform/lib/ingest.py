@@ -9,8 +9,8 @@ Order matters for "nothing lost, nothing doubled":
 6. only then mark the landing files as ingested in the ledger.
 A crash between any two steps leaves a state that re-running the same batch completes.
 
-A JSONL file larger than `piece_bytes` is never held whole: it is read as a stream, in pieces
-of whole lines, and each piece goes through steps 1-5 on its own (lake files
+A JSONL or Parquet file larger than `piece_bytes` is never held whole: it is read as a stream, in pieces
+(of whole lines; of row batches), and each piece goes through steps 1-5 on its own (lake files
 `<batch id>.pNNNNN.parquet`, rows under the batch's id): a batch with pieces is
 committed piece by piece (memory stays bounded), with one audit row for the whole batch at the end;
 until then the batch is open, and a failure or a later run removes its pieces.
@@ -38,9 +38,9 @@ from dataplatform.lib.landing import LandingFile, LandingStore
 from dataplatform.lib.readers import (
     FileRejection,
     ParsedFile,
-    check_jsonl_stream,
-    jsonl_pieces,
+    check_stream,
     read_landing_file,
+    read_pieces,
     reads_in_pieces,
 )
 from dataplatform.lib.transform import QUARANTINE_SCHEMA, transform
@@ -65,7 +65,7 @@ class IngestReport:
     event_dates: list[str] = field(default_factory=list)
     top_reasons: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
-    pieces: int = 0  # pieces large JSONL files were read in (0: every file read whole)
+    pieces: int = 0  # pieces large JSONL and Parquet files were read in (0: every file read whole)
 
     @property
     def rows_duplicate(self) -> int:
@@ -102,9 +102,11 @@ class _ReadBatch:
 READ_THREADS = min(4, os.cpu_count() or 1)
 
 
-def _check_streamed(store: LandingStore, file: LandingFile) -> FileRejection | tuple[LandingFile, str]:
+def _check_streamed(
+    store: LandingStore, file: LandingFile, piece_bytes: int
+) -> FileRejection | tuple[LandingFile, str]:
     with closing(store.open(file.key)) as stream:
-        sha, _, rejection = check_jsonl_stream(file.key, stream)
+        sha, _, rejection = check_stream(file.key, stream, piece_bytes)
     return rejection or (file, sha)
 
 
@@ -113,7 +115,7 @@ def _read_files(
 ) -> _ReadBatch:
     def read(file: LandingFile) -> ParsedFile | FileRejection | tuple[LandingFile, str]:
         if reads_in_pieces(file.key, file.size, piece_bytes):
-            return _check_streamed(store, file)
+            return _check_streamed(store, file, piece_bytes)
         return read_landing_file(file.key, store.read(file.key))
 
     batch = _ReadBatch()
@@ -271,7 +273,7 @@ def ingest_batch(
 def _pieces(store: LandingStore, streamed: list[tuple[LandingFile, str]], piece_bytes: int) -> Iterator[ParsedFile]:
     for file, sha in streamed:
         with closing(store.open(file.key)) as stream:
-            yield from jsonl_pieces(file.key, stream, sha, piece_bytes)
+            yield from read_pieces(file.key, stream, sha, piece_bytes)
 
 
 def _ingest_part(

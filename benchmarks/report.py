@@ -93,6 +93,11 @@ def _num(value: float, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _versus(figure: str, value: float, baseline: float, digits: int, machine: str) -> Row:
+    """A row of a value against its baseline, both with `digits` decimals."""
+    return (figure, _num(value, digits), _num(baseline, digits), _ratio(value, baseline), machine)
+
+
 def ingest_rows(result: dict[str, Any], machine: str) -> list[Row]:
     rows: list[Row] = []
     for fmt, measured in result.items():
@@ -129,18 +134,18 @@ def ingest_rows(result: dict[str, Any], machine: str) -> list[Row]:
 def drift_rows(result: dict[str, Any], machine: str) -> list[Row]:
     size = f"{result['rows']:,} rows x {result['columns']} columns"
     return [
-        (
+        _versus(
             f"drift: summarize + compare, s ({size}) vs scipy ks_2samp / chi2_contingency",
-            _num(result["full_ours_s"], 3),
-            _num(result["full_scipy_s"], 3),
-            _ratio(result["full_ours_s"], result["full_scipy_s"]),
+            result["full_ours_s"],
+            result["full_scipy_s"],
+            3,
             machine,
         ),
-        (
+        _versus(
             "drift: 10k batch vs cached reference summary, s, vs scipy",
-            _num(result["batch_ours_s"], 3),
-            _num(result["batch_scipy_s"], 3),
-            _ratio(result["batch_ours_s"], result["batch_scipy_s"]),
+            result["batch_ours_s"],
+            result["batch_scipy_s"],
+            3,
             machine,
         ),
         (
@@ -230,15 +235,8 @@ def blast_radius_rows(result: dict[str, Any], machine: str) -> list[Row]:
 
 
 def definitions_rows(result: dict[str, Any], machine: str) -> list[Row]:
-    return [
-        (
-            f"code location load s, fresh process (median of {result['repeats']}) vs import dagster + dagster_aws.s3",
-            _num(result["ours_s"], 2),
-            _num(result["baseline_s"], 2),
-            _ratio(result["ours_s"], result["baseline_s"]),
-            machine,
-        )
-    ]
+    figure = f"code location load s, fresh process (median of {result['repeats']}) vs import dagster + dagster_aws.s3"
+    return [_versus(figure, result["ours_s"], result["baseline_s"], 2, machine)]
 
 
 ROWS: dict[str, Callable[[dict[str, Any], str], list[Row]]] = {

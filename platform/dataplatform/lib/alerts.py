@@ -44,7 +44,7 @@ def deliver(alert: Alert, url: str | None, *, timeout_seconds: float = 5.0, log:
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout_seconds) as response:
-            ok = 200 <= response.status < 300
+            ok: bool = 200 <= response.status < 300
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         log.error(f"alert webhook delivery failed: {type(exc).__name__}")
         return False

@@ -93,10 +93,11 @@ class Predicate:
             values = pl.Series([v.strip() for v in self.value.split(",")]).cast(dtype, strict=True)
             return col.is_in(values.to_list())
         value = pl.Series([self.value.strip().strip("'\"")]).cast(dtype, strict=True)[0]
-        return {
+        comparisons: dict[str, pl.Expr] = {
             "=": col == value, "!=": col != value, "<": col < value, "<=": col <= value, ">": col > value,
             ">=": col >= value,
-        }[self.op]  # fmt: skip
+        }  # fmt: skip
+        return comparisons[self.op]
 
     def __str__(self) -> str:
         return f"{self.column} {self.op}{f' {self.value}' if self.value is not None else ''}"
@@ -147,7 +148,7 @@ class Selection:
 
 def select_records(con: Any, selection: Selection) -> pl.DataFrame:
     """The selected records: event_id, event_date, batch_id, source_file (and the predicate columns)."""
-    records = con.sql(SELECT_SQL, params=selection.params()).pl()
+    records: pl.DataFrame = con.sql(SELECT_SQL, params=selection.params()).pl()
     for predicate in selection.where:
         records = records.filter(predicate.expr())
     return records
@@ -173,7 +174,8 @@ class BlastRadius:
         return [m["version"] for m in self.model_versions]
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self), default=str))
+        plain: dict[str, Any] = json.loads(json.dumps(asdict(self), default=str))
+        return plain
 
     def to_markdown(self) -> str:
         champion = (
@@ -268,7 +270,7 @@ def blast_radius(
         for c in cards
         if c.data_fingerprint in set_ids
     ]  # fmt: skip
-    versions = [m["version"] for m in models]
+    versions = [str(m["version"]) for m in models]
     return BlastRadius(
         selection=selection.describe(),
         records=records.height,

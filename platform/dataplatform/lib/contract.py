@@ -99,9 +99,9 @@ COLUMN_ALIASES: Final[dict[str, str]] = {
 }
 
 
-def event_dtypes() -> dict[str, pl.DataType]:
+def event_dtypes() -> pl.Schema:
     """The contract's columns and their Polars dtypes, in order."""
-    return {name: col.dtype.type for name, col in EventRecord.to_schema().columns.items()}
+    return pl.Schema({name: col.dtype.type for name, col in EventRecord.to_schema().columns.items()})
 
 
 def column_descriptions() -> dict[str, str]:

@@ -67,7 +67,8 @@ _WINDOW_KEY: Final = "__drift_window__"
 _BLOCK: Final = 65_536  # current values per vectorized block in the KS/W1 kernel
 _BOOTSTRAP_RESAMPLES: Final = 200  # resamples of the windows for a threshold's interval
 _MIN_LOG_VARIANCE: Final = 1e-4  # a column whose windows all agree still has some uncertainty (1% in sd)
-_MAD_TO_SD: Final = 1.4826  # median absolute deviation of a normal, in standard deviations
+# 1.4826 * MAD (median absolute deviation) estimates the standard deviation of normal data, ignoring outliers.
+MAD_TO_SD: Final = 1.4826
 _TINY: Final = 1e-12  # effects of exactly 0 (a constant feature) on a log scale
 
 ColumnKind = Literal["numeric", "categorical"]
@@ -280,7 +281,8 @@ def _sorted_quantiles(sorted_values: np.ndarray, probabilities: np.ndarray) -> n
     position = probabilities * (sorted_values.size - 1)
     low = np.floor(position).astype(np.int64)
     high = np.minimum(low + 1, sorted_values.size - 1)
-    return sorted_values[low] + (position - low) * (sorted_values[high] - sorted_values[low])
+    quantiles: np.ndarray = sorted_values[low] + (position - low) * (sorted_values[high] - sorted_values[low])
+    return quantiles
 
 
 def _bin_shares(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -541,7 +543,7 @@ def _pooled_thresholds(
         sizes = np.array([logs[c].size for c in columns], dtype=float)
         centers = np.array([np.median(logs[c]) for c in columns])
         deviations = np.concatenate([logs[c] - center for c, center in zip(columns, centers, strict=True)])
-        spread = max(_MAD_TO_SD * float(np.median(np.abs(deviations))), _TINY)  # of log effects, pooled
+        spread = max(MAD_TO_SD * float(np.median(np.abs(deviations))), _TINY)  # of log effects, pooled
         if rule == "quantile":
             z = float(stats.norm.ppf(quantile))
             factor = quantile * (1 - quantile) / float(stats.norm.pdf(z)) ** 2  # of a sample quantile
@@ -562,7 +564,8 @@ def _shrunk(estimates: np.ndarray, variances: np.ndarray) -> np.ndarray:
     tau2 = max(0.0, (q - (estimates.size - 1)) / (weights.sum() - np.sum(weights**2) / weights.sum()))
     random_weights = 1.0 / (variances + tau2)
     center = float(np.sum(random_weights * estimates) / random_weights.sum())
-    return center + tau2 / (variances + tau2) * (estimates - center)
+    shrunk: np.ndarray = center + tau2 / (variances + tau2) * (estimates - center)
+    return shrunk
 
 
 def _threshold(effects: np.ndarray, rule: str, quantile: float, tail_sd: float) -> float:
@@ -570,7 +573,7 @@ def _threshold(effects: np.ndarray, rule: str, quantile: float, tail_sd: float) 
         return float(np.quantile(effects, quantile))
     logs = np.log(np.maximum(effects, _TINY))
     center = float(np.median(logs))
-    return float(np.exp(center + tail_sd * _MAD_TO_SD * float(np.median(np.abs(logs - center)))))
+    return float(np.exp(center + tail_sd * MAD_TO_SD * float(np.median(np.abs(logs - center)))))
 
 
 def _leave_one_window_out(
@@ -955,7 +958,8 @@ def _count_below(values: np.ndarray, keys: np.ndarray, at_or_below: np.ndarray) 
 
 def _integrated_cdf(ref: NumericReference, x: np.ndarray, count_at_or_below: np.ndarray) -> np.ndarray:
     """G(x) = integral of F_ref up to x = sum over reference values r <= x of (x - r) / n."""
-    return (count_at_or_below * (x - ref.center) - ref.prefix[count_at_or_below]) / ref.values.size
+    integral: np.ndarray = (count_at_or_below * (x - ref.center) - ref.prefix[count_at_or_below]) / ref.values.size
+    return integral
 
 
 def _ks_pvalue(d: float, reference: np.ndarray, current: np.ndarray) -> float:

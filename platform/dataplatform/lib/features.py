@@ -299,7 +299,8 @@ def _run(ev: pl.DataFrame, sql: str) -> pl.DataFrame:
     con = duckdb.connect()
     try:
         con.register("ev", ev)
-        return con.sql(sql).pl()
+        frame: pl.DataFrame = con.sql(sql).pl()
+        return frame
     finally:
         con.close()
 

@@ -144,7 +144,7 @@ def _read_files(
     return batch
 
 
-def _stack(frames: list[pl.DataFrame], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def _stack(frames: list[pl.DataFrame], schema: pl.Schema) -> pl.DataFrame:
     if not frames:
         return pl.DataFrame(schema=schema)
     return pl.concat(frames, how="diagonal_relaxed")
@@ -289,11 +289,11 @@ def _ingest_part(
     clock = time.perf_counter()
     records = _stack(
         [p.records.with_columns(pl.lit(p.source_file).alias("source_file")) for p in parsed],
-        {"source_file": pl.String, "source_row": pl.Int64},
+        pl.Schema({"source_file": pl.String, "source_row": pl.Int64}),
     )
     malformed = _stack(
         [p.malformed.with_columns(pl.lit(p.source_file).alias("source_file")) for p in parsed],
-        {"source_file": pl.String, "source_row": pl.Int64, "raw_record": pl.String},
+        pl.Schema({"source_file": pl.String, "source_row": pl.Int64, "raw_record": pl.String}),
     )
     result = transform(records, malformed)
     report.seconds["transform"] = report.seconds.get("transform", 0.0) + time.perf_counter() - clock

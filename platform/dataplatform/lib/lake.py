@@ -209,7 +209,8 @@ class Ledger:
     def content_batch(self, content_sha256: str) -> str | None:
         """The batch that ingested this content, if any."""
         try:
-            return json.loads(self.storage.read(self._content_key(content_sha256)))["batch_id"]
+            owner: str | None = json.loads(self.storage.read(self._content_key(content_sha256)))["batch_id"]
+            return owner
         except LookupError:
             return None
 

@@ -33,7 +33,7 @@ def quarantine_for_days(lake: Lake, days: Sequence[dt.date | str]) -> pl.DataFra
     keys = lake.quarantine_keys()
     wanted = [dt.date.fromisoformat(str(d)) for d in days]
     if not keys:
-        return pl.DataFrame(schema={**QUARANTINE_SCHEMA, "batch_id": pl.String})
+        return pl.DataFrame(schema=pl.Schema({**QUARANTINE_SCHEMA, "batch_id": pl.String()}))
     return lake.scan(keys).filter(pl.col("event_date").is_in(wanted)).collect()
 
 

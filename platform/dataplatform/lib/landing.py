@@ -135,7 +135,8 @@ class S3Landing:
         return self.open(key).read()
 
     def open(self, key: str) -> IO[bytes]:
-        return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"]
+        body: IO[bytes] = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"]
+        return body
 
 
 def open_store(uri: str, s3_client: Callable[[], Any]) -> LandingStore:

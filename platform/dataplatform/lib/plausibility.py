@@ -43,7 +43,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from dataplatform.lib.quality import MAD_TO_SD
+from dataplatform.lib.drift import MAD_TO_SD
+from dataplatform.lib.quality import as_float
 
 PRICE_K = 6.0  # the far band of the other learned checks ("broken", not "unusual")
 RATE_K = 3.0  # on log counts of a heavy-tailed figure: 3 robust sd is already x85 at a spread of 1
@@ -113,7 +114,7 @@ class PlausibilityBands:
         return {
             "version": self.version,
             "products": self.prices.height,
-            "median_price_band_factor": round(float((PRICE_K * self.prices["log_spread"]).exp().median() or 0), 3),
+            "median_price_band_factor": round(as_float((PRICE_K * self.prices["log_spread"]).exp().median()), 3),
             "user_day_ceiling": round(self.user_day_ceiling, 1),
             "session_day_ceiling": round(self.session_day_ceiling, 1),
             "purchases_with_prior_interaction": round(self.sequence_share, 4),
@@ -133,7 +134,7 @@ def learn_bands(history: pl.DataFrame) -> PlausibilityBands:
     deviations = priced.with_columns(
         (pl.col("log_price") - pl.col("log_price").median().over("product_id")).abs().alias("deviation")
     )
-    pooled = MAD_TO_SD * float(deviations["deviation"].median() or 0.0)
+    pooled = MAD_TO_SD * as_float(deviations["deviation"].median())
     floor = max(pooled, MIN_LOG_SPREAD)
     prices = deviations.group_by("product_id").agg(
         pl.col("log_price").median().alias("log_center"),
@@ -169,7 +170,7 @@ def _usual_attributes(history: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, fl
     shares = {}
     for c in ATTRIBUTE_COLUMNS:
         judged = paired.filter(pl.col(c).is_not_null())
-        shares[c] = float((judged[c] == judged[f"{c}_usual"]).mean() or 0.0) if judged.height else 0.0
+        shares[c] = as_float((judged[c] == judged[f"{c}_usual"]).mean())
     return usual, shares
 
 
@@ -192,9 +193,9 @@ def _arrival_ceiling(history: pl.DataFrame) -> float | None:
     lags = history.filter(pl.col(ARRIVED_AT).is_not_null()).select(_arrival_lag())["lag"]
     if lags.len() < MIN_ARRIVAL_RECORDS:
         return None
-    center = float(lags.median() or 0.0)
-    spread = MAD_TO_SD * float((lags - center).abs().median() or 0.0)
-    return max(center + ARRIVAL_K * spread, 2.0 * float(lags.quantile(ARRIVAL_QUANTILE) or 0.0))
+    center = as_float(lags.median())
+    spread = MAD_TO_SD * as_float((lags - center).abs().median())
+    return max(center + ARRIVAL_K * spread, 2.0 * as_float(lags.quantile(ARRIVAL_QUANTILE)))
 
 
 def _count_ceiling(counts: pl.Series, history_days: int, record_headroom: float = 1.0) -> float:
@@ -204,9 +205,9 @@ def _count_ceiling(counts: pl.Series, history_days: int, record_headroom: float 
     if not counts.len() or history_days < MIN_RATE_HISTORY_DAYS:
         return float("inf")
     logs = counts.cast(pl.Float64).log()
-    center = float(logs.median() or 0.0)
-    spread = MAD_TO_SD * float((logs - center).abs().median() or 0.0)
-    return max(record_headroom * float(counts.max() or 0.0), math.exp(center + RATE_K * spread))
+    center = as_float(logs.median())
+    spread = MAD_TO_SD * as_float((logs - center).abs().median())
+    return max(record_headroom * as_float(counts.max()), math.exp(center + RATE_K * spread))
 
 
 def judge(events: pl.DataFrame, history: pl.DataFrame, bands: PlausibilityBands) -> pl.DataFrame:

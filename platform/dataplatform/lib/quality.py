@@ -16,11 +16,9 @@ import pandera.polars as pa
 import polars as pl
 
 from dataplatform.lib.contract import EVENT_TYPES, EventRecord
-from dataplatform.lib.drift import ColumnDrift
+from dataplatform.lib.drift import MAD_TO_SD, ColumnDrift
 from dataplatform.lib.transform import ROW, contract_reasons, contract_schema
 
-# 1.4826 * MAD estimates the standard deviation of normal data, but ignores outlier days.
-MAD_TO_SD = 1.4826
 # Volume bands never narrower than 5% of the median day.
 VOLUME_MIN_RELATIVE_SPREAD = 0.05
 
@@ -57,6 +55,12 @@ class Band:
         if value < self.low:
             return BandStatus.LOW
         return BandStatus.OK
+
+
+def as_float(aggregate: Any) -> float:
+    """A Polars aggregate of a numeric column (its median, mean, max: a number, or None when nothing was
+    aggregated) as a float, 0.0 for None."""
+    return float(aggregate or 0.0)
 
 
 def learned_band(
@@ -97,15 +101,15 @@ def weekday_factors(days: Sequence[dt.date], values: Sequence[float]) -> dict[in
     judge. A weekday with fewer than MIN_DAYS_PER_WEEKDAY past days, or no positive level, keeps 1.
     """
     frame = pl.DataFrame({"day": list(days), "value": list(values)}, schema={"day": pl.Date, "value": pl.Float64})
-    overall = frame["value"].median()
-    if frame.height == 0 or overall is None or not overall > 0:
+    overall = as_float(frame["value"].median())
+    if frame.height == 0 or not overall > 0:
         return {}
     per_day = (
         frame.group_by(pl.col("day").dt.weekday().alias("weekday"))
         .agg(pl.col("value").median().alias("median"), pl.len().alias("days"))
         .filter((pl.col("days") >= MIN_DAYS_PER_WEEKDAY) & (pl.col("median") > 0))
     )
-    return {int(w): float(m) / float(overall) for w, m in zip(per_day["weekday"], per_day["median"], strict=True)}
+    return {int(w): float(m) / overall for w, m in zip(per_day["weekday"], per_day["median"], strict=True)}
 
 
 def weekday_adjusted_band(

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, cast
 
 import polars as pl
 import pyarrow as pa
@@ -150,7 +150,9 @@ class _HashingReader:
 
 def _payload_blocks(reader: _HashingReader, gzipped: bool) -> Iterator[bytes]:
     """The file's content (decompressed when gzipped) in blocks, without a leading UTF-8 BOM."""
-    source: IO[bytes] | _HashingReader = gzip.GzipFile(fileobj=reader, mode="rb") if gzipped else reader
+    source: gzip.GzipFile | _HashingReader = (
+        gzip.GzipFile(fileobj=cast(IO[bytes], reader), mode="rb") if gzipped else reader
+    )
     first = True
     while block := source.read(STREAM_BLOCK_BYTES):
         if first and block.startswith(UTF8_BOM):

@@ -311,7 +311,7 @@ class ModelRegistry:
         if not isinstance(fingerprint, str) or not fingerprint:
             raise ValueError("fingerprint must be a non-empty string (see frame_fingerprint)")
         window = _window(training_window)
-        metrics_dict = metrics.to_dict() if hasattr(metrics, "to_dict") else dict(metrics or {})
+        metrics_dict = dict(metrics or {}) if metrics is None or not hasattr(metrics, "to_dict") else metrics.to_dict()
         buffer = io.BytesIO()
         joblib.dump(trained, buffer, compress=3)
         artifact = buffer.getvalue()
@@ -373,7 +373,8 @@ class ModelRegistry:
                 f"artifact of {version} has sha256 {actual}, but its card records {card.artifact_sha256}; "
                 "refusing to load it"
             )
-        return joblib.load(io.BytesIO(data))
+        trained: TrainedModel = joblib.load(io.BytesIO(data))
+        return trained
 
     # --- champion ---
 

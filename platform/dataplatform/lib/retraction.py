@@ -93,16 +93,20 @@ def plan_key(retraction_id: str) -> str:
 
 
 def _status(con: Any, retraction_id: str) -> str | None:
-    return warehouse.scalar(con, "SELECT status FROM retractions WHERE retraction_id = ?", [retraction_id])
+    status: str | None = warehouse.scalar(
+        con, "SELECT status FROM retractions WHERE retraction_id = ?", [retraction_id]
+    )
+    return status
 
 
 def _active_ids(con: Any, except_id: str) -> pl.DataFrame:
     """Event ids that other active retractions hold."""
-    return con.sql(
+    frame: pl.DataFrame = con.sql(
         "SELECT event_id FROM retracted_events r JOIN retractions USING (retraction_id) "
         "WHERE status = 'active' AND retraction_id <> ?",
         params=[except_id],
     ).pl()
+    return frame
 
 
 def _archive(lake: Lake, retraction_id: str, records: pl.DataFrame) -> list[str]:
@@ -269,10 +273,11 @@ def revert(con: Any, lake: Lake, retraction_id: str, *, note: str, by: str) -> O
 
 
 def list_retractions(con: Any) -> pl.DataFrame:
-    return con.sql(
+    frame: pl.DataFrame = con.sql(
         "SELECT retraction_id, status, records, retracted_by, retracted_at, note, reverted_by, reverted_at, "
         "selection FROM retractions ORDER BY retracted_at"
     ).pl()
+    return frame
 
 
 def main(argv: Sequence[str] | None = None) -> int:

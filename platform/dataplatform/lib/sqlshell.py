@@ -72,7 +72,9 @@ def connect_read_only(
     if not path.exists():  # a read-only open would fail less clearly, and must not create the file
         raise FileNotFoundError(f"no warehouse at {path} yet (./dp up or ./dp materialize creates it)")
     try:
-        con = warehouse.open_waiting(path, read_only=True, wait_seconds=wait_seconds, on_wait=on_wait)
+        con: duckdb.DuckDBPyConnection = warehouse.open_waiting(
+            path, read_only=True, wait_seconds=wait_seconds, on_wait=on_wait
+        )
     except duckdb.IOException as exc:
         if LOCK_CONFLICT not in str(exc):
             raise
@@ -116,7 +118,8 @@ def _fetch(con: duckdb.DuckDBPyConnection, statement: str, *, flat: bool = False
         else duckdb.ColumnExpression(name).alias(name)
         for name, kind in zip(relation.columns, relation.types, strict=True)
     ]
-    return relation.select(*columns).pl()
+    frame: pl.DataFrame = relation.select(*columns).pl()
+    return frame
 
 
 def run_statement(

@@ -61,7 +61,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """Call `write(tmp)` for a hidden temp file beside `path`, make it durable, rename it into place."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +107,7 @@ class LocalStorage:
         base = self._path(folder)
         if not base.is_dir():
             return []
-        found = []
+        found: list[str] = []
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
             relative = Path(dirpath).relative_to(self.root).as_posix()
@@ -142,7 +142,8 @@ class S3Storage:
             response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
         except self.client.exceptions.NoSuchKey:
             raise NotFoundError(f"{key} not found in {self.describe()}") from None
-        return response["Body"].read()
+        content: bytes = response["Body"].read()
+        return content
 
     def write(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)

@@ -125,7 +125,7 @@ def accept_day(con: Any, day: dt.date, *, by: str, note: str, now: dt.datetime |
         "INSERT INTO accepted_days VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
         [day, by.strip(), now or dt.datetime.now(dt.UTC), note.strip()],
     )
-    return before == 0
+    return bool(before == 0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -82,7 +82,7 @@ def _nulls_to_nan(X: Any) -> np.ndarray:
     """Polars nulls arrive as ``None`` in object arrays; OrdinalEncoder treats only NaN as missing."""
     arr = X.to_numpy() if isinstance(X, pl.DataFrame) else np.asarray(X)
     arr = np.array(arr, dtype=object, copy=True)
-    arr[np.equal(arr, None)] = np.nan
+    arr[np.frompyfunc(lambda value: value is None, 1, 1)(arr).astype(bool)] = np.nan
     return arr
 
 
@@ -107,7 +107,8 @@ class Calibrator:
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         if self.method == "sigmoid":
-            return self.estimator.predict_proba(raw.reshape(-1, 1))[:, 1]
+            probability: np.ndarray = self.estimator.predict_proba(raw.reshape(-1, 1))[:, 1]
+            return probability
         return np.asarray(self.estimator.predict(raw), dtype=np.float64)
 
 

@@ -53,15 +53,17 @@ EPOCH_MILLIS_LIMIT = 1e14
 EPOCH_MICROS_RANGE = (-62_135_596_800_000_000, 253_402_300_799_999_999)
 
 
-QUARANTINE_SCHEMA = {
-    "source_file": pl.String,
-    "source_row": pl.Int64,
-    "reasons": pl.List(pl.String),
-    "raw_record": pl.String,
-    "event_date": pl.Date,  # the day the record is counted on: its partition or arrival day (set by ingest)
-    "claimed_date": pl.Date,  # the day of the record's own timestamp, when it parsed
-    "detail": pl.String,  # JSON context of a reason, e.g. the record an `event_id:conflict` lost to
-}
+QUARANTINE_SCHEMA = pl.Schema(
+    {
+        "source_file": pl.String(),
+        "source_row": pl.Int64(),
+        "reasons": pl.List(pl.String()),
+        "raw_record": pl.String(),
+        "event_date": pl.Date(),  # the day the record is counted on: its partition or arrival day (set by ingest)
+        "claimed_date": pl.Date(),  # the day of the record's own timestamp, when it parsed
+        "detail": pl.String(),  # JSON context of a reason, e.g. the record an `event_id:conflict` lost to
+    }
+)
 CONFLICT_REASON = "event_id:conflict"
 # A repeated event_id is a plain duplicate only when every contract field equals the kept record's.
 CONTENT_COLUMNS = CONTRACT_COLUMNS
@@ -246,7 +248,8 @@ def structured_reasons(typed: pl.DataFrame) -> pl.DataFrame:
             "SELECT * FROM candidates"
             " WHERE (CASE WHEN json_valid(text) THEN json_type(text) END) IN ('OBJECT', 'ARRAY')"
         ).pl()
-    return structured.select(ROW, (pl.col("column") + ":structured").alias("reason"), "column")
+    frame: pl.DataFrame = structured.select(ROW, (pl.col("column") + ":structured").alias("reason"), "column")
+    return frame
 
 
 def derive_event_ids(typed: pl.DataFrame) -> pl.DataFrame:
@@ -300,11 +303,12 @@ def contract_reasons(
         raise TypeError(f"contract schema-level failure (a bug in parsing): {cases.filter(pl.col('index').is_null())}")
     check = pl.col("check").str.replace(r"\(.*$", "")
     check = check.replace(CHECK_REASON)
-    return cases.select(
+    frame: pl.DataFrame = cases.select(
         pl.col("index").cast(pl.Int64).alias(ROW),
         pl.concat_str(pl.col("column"), pl.lit(":"), check).alias("reason"),
         "column",
     )
+    return frame
 
 
 def transform(text_records: pl.DataFrame, malformed: pl.DataFrame) -> TransformResult:

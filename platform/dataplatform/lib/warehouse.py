@@ -184,14 +184,14 @@ EVENT_COLUMNS = (*CONTRACT_COLUMNS, "source_file", "source_row", "event_date", "
 # A held event_id is a duplicate only when every contract field equals the held record's.
 SAME_CONTENT_SQL = " AND ".join(f'i."{column}" IS NOT DISTINCT FROM e."{column}"' for column in CONTRACT_COLUMNS)
 
-AUDIT_SCHEMA = {
-    "batch_id": pl.String, "mode": pl.String, "partition_key": pl.String, "run_id": pl.String,
-    "files": pl.List(pl.String), "files_redelivered": pl.List(pl.String), "files_rejected": pl.Int32,
-    "rows_in": pl.Int64, "rows_valid": pl.Int64, "rows_quarantined": pl.Int64, "rows_duplicate": pl.Int64,
-    "rows_duplicate_in_batch": pl.Int64, "rows_duplicate_existing": pl.Int64,
+AUDIT_SCHEMA = pl.Schema({
+    "batch_id": pl.String(), "mode": pl.String(), "partition_key": pl.String(), "run_id": pl.String(),
+    "files": pl.List(pl.String()), "files_redelivered": pl.List(pl.String()), "files_rejected": pl.Int32(),
+    "rows_in": pl.Int64(), "rows_valid": pl.Int64(), "rows_quarantined": pl.Int64(), "rows_duplicate": pl.Int64(),
+    "rows_duplicate_in_batch": pl.Int64(), "rows_duplicate_existing": pl.Int64(),
     "started_at": pl.Datetime("us", "UTC"), "committed_at": pl.Datetime("us", "UTC"),
-    "read_seconds": pl.Float64, "transform_seconds": pl.Float64, "write_seconds": pl.Float64,
-}  # fmt: skip
+    "read_seconds": pl.Float64(), "transform_seconds": pl.Float64(), "write_seconds": pl.Float64(),
+})  # fmt: skip
 
 LOCK_WAIT_SECONDS = 120.0
 # The quarantine reason of a validated record an operator retracted (lib/retraction.py).
@@ -272,12 +272,13 @@ class BatchTransaction:
         first (`same_batch`): a retraction is an operator's decision that no re-run or re-delivery undoes."""
         self.con.register("incoming_ids", valid.select("event_id"))
         try:
-            return self.con.sql(
+            frame: pl.DataFrame = self.con.sql(
                 "SELECT i.event_id, r.batch_id = ? AS same_batch FROM incoming_ids i "
                 "JOIN retracted_events r USING (event_id) JOIN retractions a USING (retraction_id) "
                 "WHERE a.status = 'active'",
                 params=[self.batch_id],
             ).pl()
+            return frame
         finally:
             self.con.unregister("incoming_ids")
 
@@ -290,7 +291,7 @@ class BatchTransaction:
         """
         self.con.register("incoming", valid.select(*CONTRACT_COLUMNS, "source_file", "source_row", "event_date"))
         try:
-            return self.con.sql(
+            frame: pl.DataFrame = self.con.sql(
                 f"""
                 SELECT i.source_file, i.source_row, i.event_date AS claimed_date, e.batch_id = ? AS same_batch,
                        {SAME_CONTENT_SQL} AS same_content,
@@ -299,6 +300,7 @@ class BatchTransaction:
                 """,
                 params=[self.batch_id],
             ).pl()
+            return frame
         finally:
             self.con.unregister("incoming")
 
@@ -475,7 +477,7 @@ def stream_arrivals(con: Any, batch_ids: Sequence[str]) -> pl.DataFrame:
     """When each file of the streamed batches among `batch_ids` landed: batch_id, source_file, arrived_at."""
     con.register("wanted_batches", pl.DataFrame({"batch_id": list(batch_ids)}, schema={"batch_id": pl.String}))
     try:
-        return con.sql(
+        frame: pl.DataFrame = con.sql(
             """
             SELECT f.batch_id, f.source_file, max(f.landed_at) AS arrived_at
             FROM ingested_files f JOIN ingest_batches b USING (batch_id)
@@ -484,5 +486,6 @@ def stream_arrivals(con: Any, batch_ids: Sequence[str]) -> pl.DataFrame:
             GROUP BY ALL
             """
         ).pl()
+        return frame
     finally:
         con.unregister("wanted_batches")

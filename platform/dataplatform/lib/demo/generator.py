@@ -156,7 +156,8 @@ def _hour_weights() -> FloatArray:
     """Share of sessions starting in each UTC hour: quiet night, lunch bump, evening peak ~20h."""
     hours = np.arange(24) + 0.5
     shape = 0.12 + 0.55 * np.exp(-(((hours - 12.5) / 3.0) ** 2)) + 1.00 * np.exp(-(((hours - 20.0) / 2.2) ** 2))
-    return shape / shape.sum()
+    weights: FloatArray = shape / shape.sum()
+    return weights
 
 
 _HOUR_WEIGHTS: Final = _hour_weights()
@@ -462,7 +463,8 @@ def _cumulative_share_within(category: IntArray, weight: FloatArray, n_cat: int)
     # The last product of each category must hit exactly 1 so sampling never spills over.
     last = np.concatenate([np.flatnonzero(np.diff(category)), [len(category) - 1]])
     share[last] = 1.0
-    return share
+    shares: FloatArray = share
+    return shares
 
 
 def _drift_boost(rng: np.random.Generator, category_median: FloatArray) -> FloatArray:
@@ -609,7 +611,8 @@ def _session_categories(world: World, rng: np.random.Generator, users: IntArray,
     cum = np.cumsum(pref, axis=1)
     cum /= cum[:, -1:]
     picked = (cum < rng.random((len(users), 1))).sum(axis=1)
-    return np.minimum(picked, world.n_categories - 1)
+    categories: IntArray = np.minimum(picked, world.n_categories - 1)
+    return categories
 
 
 def _funnel(
@@ -666,7 +669,8 @@ def _session_offsets(rng: np.random.Generator, session: IntArray, event_type: In
     gap[first] = 0
     cum = np.cumsum(gap)
     counts = np.bincount(session)
-    return cum - np.repeat(cum[first], counts[counts > 0])
+    offsets: IntArray = cum - np.repeat(cum[first], counts[counts > 0])
+    return offsets
 
 
 def _trim(s: _Sessions, n_events: int) -> _Sessions:
@@ -695,7 +699,8 @@ def _place_in_day(rng: np.random.Generator, day: dt.date, s: _Sessions) -> IntAr
     start = hours * 3_600_000 + rng.integers(0, 3_600_000, s.n_sessions)
     start = np.clip(start, 0, np.maximum(_DAY_MS - 1 - s.duration_ms, 0))
     midnight = _epoch_ms(dt.datetime.combine(day, dt.time(), dt.UTC))
-    return midnight + start[s.session] + s.offset_ms
+    times: IntArray = midnight + start[s.session] + s.offset_ms
+    return times
 
 
 def _place_before(rng: np.random.Generator, end: dt.datetime, window: dt.timedelta, s: _Sessions) -> IntArray:
@@ -844,10 +849,10 @@ def _corrupt_values(frame: pl.DataFrame, rng: np.random.Generator) -> pl.DataFra
 
 def _pick(options: Iterable[str | pl.Expr]) -> pl.Expr:
     """One of `options` per row, chosen by the row's random `_pick` column."""
-    options = [pl.lit(o) if isinstance(o, str) else o for o in options]
-    choice = pl.col("_pick") % len(options)
-    expr = options[-1]
-    for i, option in enumerate(options[:-1]):  # loop over a handful of options, not rows
+    exprs = [pl.lit(o) if isinstance(o, str) else o for o in options]
+    choice = pl.col("_pick") % len(exprs)
+    expr = exprs[-1]
+    for i, option in enumerate(exprs[:-1]):  # loop over a handful of options, not rows
         expr = pl.when(choice == i).then(option).otherwise(expr)
     return expr
 
@@ -904,7 +909,7 @@ def day_volume(config: DemoConfig, day: dt.date) -> int:
     weekday profile, with a small seeded day-to-day wobble."""
     rng = _rng(config.seed, _VOLUME_STREAM, day.toordinal())
     factor = _WEEKDAY_FACTORS[day.weekday()] * math.exp(rng.normal(0.0, _DAY_NOISE_SD))
-    return max(1, round(config.events_per_day * factor))
+    return max(1, round(config.events_per_day * float(factor)))
 
 
 def generate_day(config: DemoConfig, world: World, day: dt.date) -> GeneratedEvents:
@@ -1053,9 +1058,10 @@ def encode_events(frame: pl.DataFrame, fmt: OutputFormat) -> bytes:
 
 def format_of(path: Path) -> OutputFormat:
     """The output format named by a file's extension."""
-    for fmt in sorted(FORMATS, key=len, reverse=True):
+    for fmt in sorted(get_args(OutputFormat), key=len, reverse=True):
         if path.name.endswith("." + fmt):
-            return fmt
+            chosen: OutputFormat = fmt
+            return chosen
     raise ValueError(f"cannot tell the format of {path.name}; expected one of {', '.join(FORMATS)}")
 
 

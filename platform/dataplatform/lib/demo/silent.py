@@ -72,8 +72,8 @@ def inject_silent(
 ) -> pl.DataFrame:
     """`frame` (generated events) with `days` silently corrupted, one kind per day in turn; column
     `silent` names the kind a record was changed by (null for untouched records)."""
-    kinds = [SilentKind(k) for k in kinds]
-    wanted = {day: kinds[i % len(kinds)] for i, day in enumerate(sorted(days))}
+    chosen = [SilentKind(k) for k in kinds]
+    wanted = {day: chosen[i % len(chosen)] for i, day in enumerate(sorted(days))}
     untouched = frame.filter(~pl.col("event_date").is_in(list(wanted))).with_columns(
         pl.lit(None, pl.String).alias("silent")
     )

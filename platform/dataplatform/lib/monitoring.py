@@ -16,6 +16,7 @@ import polars as pl
 from threadpoolctl import threadpool_limits
 
 from dataplatform.lib import drift, warehouse
+from dataplatform.lib.quality import BandStatus
 
 # scikit-learn and matplotlib are imported where they are used: together they take over a second to
 # import, and every run process of the code location (an ingestion micro-batch too) imports this module.
@@ -225,7 +226,7 @@ def performance_chart(history: pl.DataFrame) -> Figure:
     ax.plot(days, frame["auc"].to_list(), marker="o", linewidth=1.5, label="realized AUC (labels matured)")
     ax.plot(days, frame["expected_auc"].to_list(), marker=".", linestyle=":", linewidth=1, label="expected AUC")
     ax.plot(days, frame["band_low"].to_list(), linestyle="--", color="grey", linewidth=1, label="band (lower edge)")
-    below = frame.filter(pl.col("status").is_in(["high", "far_high"]))
+    below = frame.filter(pl.col("status").is_in([BandStatus.HIGH.value, BandStatus.FAR_HIGH.value]))
     ax.scatter(below["event_date"].to_list(), below["auc"].to_list(), color="red", zorder=3, label="below band")
     ax.set_xlabel("day", fontsize=8)
     ax.set_ylabel("AUC", fontsize=8)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Protocol
 
-from dataplatform.lib.storage import split_s3_uri
+from dataplatform.lib.storage import is_not_found, split_s3_uri
 
 # Producers write `.name.tmp` or `_name` first and rename when done; such names are not data yet.
 HIDDEN_PREFIXES = (".", "_")
@@ -124,7 +124,7 @@ class S3Landing:
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self.prefix + key)
         except self.client.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+            if is_not_found(exc):
                 # A HEAD 404 is also what a missing bucket gives: that is an error, not a vanished file.
                 self.client.head_bucket(Bucket=self.bucket)
                 return None

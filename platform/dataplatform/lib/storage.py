@@ -152,7 +152,7 @@ class S3Storage:
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         except self.client.exceptions.ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if is_not_found(error):
                 return False
             raise
         return True
@@ -184,6 +184,15 @@ class S3Storage:
 
     def describe(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{self._key(key) if key else self.prefix}".rstrip("/")
+
+
+# The codes S3 answers for an object that is not there: a GET gives NoSuchKey, a HEAD only the status.
+S3_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def is_not_found(error: Any) -> bool:
+    """Whether a botocore ClientError says that the object is not there."""
+    return error.response.get("Error", {}).get("Code") in S3_NOT_FOUND_CODES
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:

@@ -23,7 +23,7 @@ from dataplatform.defs.common.keys import CHALLENGER, CHAMPION, TRAINING_EXAMPLE
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
 from dataplatform.lib import features, featurestore, promotion, retraction, suspects, warehouse
 from dataplatform.lib.quality import check_contract, markdown_table
-from dataplatform.lib.registry import ModelCard, frame_fingerprint
+from dataplatform.lib.registry import ModelCard, ModelRegistry, frame_fingerprint
 from dataplatform.lib.retraining import (
     REGIME_FOLLOW_UP_DAYS,
     SEVERE_NULL_SHIFT,
@@ -32,7 +32,7 @@ from dataplatform.lib.retraining import (
     severe_drift,
     training_gate,
 )
-from dataplatform.lib.training import evaluate, permutation_importance, train_model
+from dataplatform.lib.training import Metrics, TrainedModel, evaluate, permutation_importance, train_model
 
 ML_KINDS = {"scikitlearn", "polars"}
 MIN_ROWS, MIN_POSITIVES, MIN_TRAIN_DAYS = 1000, 30, 3
@@ -289,7 +289,6 @@ def challenger_model(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, models: ModelRegistryResource
 ) -> dg.MaterializeResult:
     fingerprint, train, holdout, window = _load_sets(context, lakehouse)
-    now_days = [dt.date.fromisoformat(d) for d in window["now_days"]]
     registry = models.registry()
     started = time.perf_counter()
     trained = train_model(
@@ -301,88 +300,128 @@ def challenger_model(
         n_threads=1,
         weight="weight",
     )
-    challenger_metrics = evaluate(trained, holdout)
+    scored = evaluate(trained, holdout)
     importance = permutation_importance(trained, holdout)
-    retrain_seconds = time.perf_counter() - started
-    champion_card = registry.champion()
+    seconds = time.perf_counter() - started
     with lakehouse.connect() as con:
-        tainted = retraction.tainted_versions(con)
-    if champion_card and champion_card.version in tainted:
-        context.log.warning(f"champion {champion_card.version} was trained on retracted data: not defended")
-        champion_card = None
-    if champion_card:
-        champion = registry.load(champion_card.version)
-        comparison = promotion.compare(champion, trained, holdout, now_days=now_days)
-        decision = promotion.judge(comparison, more_of_the_regime=_more_of_the_regime(window, champion_card))
-    else:
-        decision = promotion.judge_first(challenger_metrics.auc)
+        champion = _defended_champion(context, registry.champion(), retraction.tainted_versions(con))
+    decision = _judge_challenger(registry, champion, trained, scored, holdout, window)
     days = sorted(train["event_date"].unique().to_list())
     card = registry.register(
         trained,
         training_window=(days[0], days[-1]),
         fingerprint=fingerprint,
-        metrics={"holdout": challenger_metrics.to_dict(), "feature_importance": importance},
+        metrics={"holdout": scored.to_dict(), "feature_importance": importance},
         notes=decision.reason,
     )
-    comparison = decision.comparison
-    gain = comparison.auc_gain if comparison else None
+    retrain = Retrain(card, champion, decision, scored, importance, seconds, trained.training_rows)
+    with lakehouse.connect() as con:
+        recent = _record_decision(con, context, retrain)
+    trained_on = featurestore.example_days(lakehouse.lake())[-1]
+    return dg.MaterializeResult(
+        metadata=_challenger_metadata(retrain, recent, trained_on), check_results=[_challenger_check(retrain)]
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Retrain:
+    """A trained challenger, registered, and the decision on it."""
+
+    card: ModelCard
+    champion: ModelCard | None  # the champion it was judged against (None: none, or not defended)
+    decision: promotion.Decision
+    metrics: Metrics  # on the holdout days
+    importance: dict[str, float]
+    seconds: float  # training, evaluation and importance
+    training_rows: int
+
+    @property
+    def auc_gain(self) -> float | None:
+        return self.decision.comparison.auc_gain if self.decision.comparison else None
+
+
+def _defended_champion(
+    context: dg.AssetExecutionContext, champion: ModelCard | None, tainted: set[str]
+) -> ModelCard | None:
+    """The champion a challenger has to beat; a champion trained on retracted data is not defended."""
+    if champion and champion.version in tainted:
+        context.log.warning(f"champion {champion.version} was trained on retracted data: not defended")
+        return None
+    return champion
+
+
+def _judge_challenger(
+    registry: ModelRegistry,
+    champion: ModelCard | None,
+    trained: TrainedModel,
+    scored: Metrics,
+    holdout: pl.DataFrame,
+    window: dict[str, Any],
+) -> promotion.Decision:
+    if champion is None:
+        return promotion.judge_first(scored.auc)
+    now_days = [dt.date.fromisoformat(d) for d in window["now_days"]]
+    comparison = promotion.compare(registry.load(champion.version), trained, holdout, now_days=now_days)
+    return promotion.judge(comparison, more_of_the_regime=_more_of_the_regime(window, champion))
+
+
+def _record_decision(con: Any, context: dg.AssetExecutionContext, retrain: Retrain) -> pl.DataFrame:
+    """Write the decision to table model_decisions; the recent retrains, this one included."""
+    comparison, champion = retrain.decision.comparison, retrain.champion
     row = {
-        "decided_at": dt.datetime.now(dt.UTC), "challenger": card.version,
-        "champion": champion_card.version if champion_card else None, "promoted": decision.promote,
-        "reason": decision.reason, "challenger_metrics": json.dumps(challenger_metrics.to_dict(), default=str),
+        "decided_at": dt.datetime.now(dt.UTC), "challenger": retrain.card.version,
+        "champion": champion.version if champion else None, "promoted": retrain.decision.promote,
+        "reason": retrain.decision.reason, "challenger_metrics": json.dumps(retrain.metrics.to_dict(), default=str),
         "champion_metrics": json.dumps(dataclasses.asdict(comparison.champion)) if comparison else None,
         "run_id": context.run.run_id, "trigger": context.run.tags.get(TRIGGER_TAG, "manual"),
-        "onset": context.run.tags.get(ONSET_TAG), "auc_gain": gain, "training_seconds": retrain_seconds,
-        "training_rows": trained.training_rows,
+        "onset": context.run.tags.get(ONSET_TAG), "auc_gain": retrain.auc_gain, "training_seconds": retrain.seconds,
+        "training_rows": retrain.training_rows,
         "comparison": json.dumps(comparison.to_dict(), default=str) if comparison else None,
     }  # fmt: skip
     nullable = {"champion": pl.String, "champion_metrics": pl.String, "onset": pl.String, "auc_gain": pl.Float64,
                 "comparison": pl.String}  # fmt: skip
-    with lakehouse.connect() as con:
-        con.sql(MODEL_DECISIONS_SQL)
-        frame = pl.DataFrame([row], schema_overrides=nullable).with_columns(pl.col("onset").str.to_date())
-        warehouse.replace_rows(con, "model_decisions", frame, ["challenger"])
-        recent = _recent_retrains(con)
-    auc = challenger_metrics.auc
+    con.sql(MODEL_DECISIONS_SQL)
+    frame = pl.DataFrame([row], schema_overrides=nullable).with_columns(pl.col("onset").str.to_date())
+    warehouse.replace_rows(con, "model_decisions", frame, ["challenger"])
+    return _recent_retrains(con)
+
+
+def _challenger_metadata(retrain: Retrain, recent: pl.DataFrame, trained_on: dt.date) -> dict[str, Any]:
+    auc, gain = retrain.metrics.auc, retrain.auc_gain
+    ranked = sorted(retrain.importance.items(), key=lambda kv: -kv[1])
+    return {
+        "version": retrain.card.version,
+        "promote": retrain.decision.promote,
+        "decision": retrain.decision.reason,
+        "auc": dg.MetadataValue.float(float(auc) if auc is not None else float("nan")),
+        # The accuracy a retrain bought, and what it cost: plotted across runs on this page.
+        "auc_gain": dg.MetadataValue.float(float(gain) if gain is not None else float("nan")),
+        "retrain_seconds": dg.MetadataValue.float(retrain.seconds),
+        "training_rows": retrain.training_rows,
+        "recent_retrains": dg.MetadataValue.md(markdown_table(recent)),
+        "feature_importance": dg.MetadataValue.md(
+            markdown_table(pl.DataFrame(ranked, schema=["feature", "importance"], orient="row"))
+        ),
+        "champion": retrain.champion.version if retrain.champion else "none",
+        # Data time, not wall time: the latest day of examples when this model was trained. The
+        # retraining cooldown counts days of data from here.
+        "trained_on_day": str(trained_on),
+    }
+
+
+def _challenger_check(retrain: Retrain) -> dg.AssetCheckResult:
+    auc, decision = retrain.metrics.auc, retrain.decision
     unusable = auc is None or not math.isfinite(auc)
-    return dg.MaterializeResult(
+    return dg.AssetCheckResult(
+        check_name="beats_champion",
+        passed=decision.promote,
+        severity=dg.AssetCheckSeverity.ERROR if unusable else dg.AssetCheckSeverity.WARN,
         metadata={
-            "version": card.version,
-            "promote": decision.promote,
             "decision": decision.reason,
-            "auc": dg.MetadataValue.float(float(auc) if auc is not None else float("nan")),
-            # The accuracy a retrain bought, and what it cost: plotted across runs on this page.
-            "auc_gain": dg.MetadataValue.float(float(gain) if gain is not None else float("nan")),
-            "retrain_seconds": dg.MetadataValue.float(retrain_seconds),
-            "training_rows": trained.training_rows,
-            "recent_retrains": dg.MetadataValue.md(markdown_table(recent)),
-            "feature_importance": dg.MetadataValue.md(
-                markdown_table(
-                    pl.DataFrame(
-                        sorted(importance.items(), key=lambda kv: -kv[1]),
-                        schema=["feature", "importance"],
-                        orient="row",
-                    )
-                )
-            ),
-            "champion": champion_card.version if champion_card else "none",
-            # Data time, not wall time: the latest day of examples when this model was trained. The
-            # retraining cooldown counts days of data from here.
-            "trained_on_day": str(featurestore.example_days(lakehouse.lake())[-1]),
+            "challenger": retrain.card.version,
+            "champion": retrain.champion.version if retrain.champion else "none",
+            "comparison": dg.MetadataValue.json(decision.comparison.to_dict() if decision.comparison else {}),
         },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="beats_champion",
-                passed=decision.promote,
-                severity=dg.AssetCheckSeverity.ERROR if unusable else dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "decision": decision.reason,
-                    "challenger": card.version,
-                    "champion": champion_card.version if champion_card else "none",
-                    "comparison": dg.MetadataValue.json(decision.comparison.to_dict() if decision.comparison else {}),
-                },
-            )
-        ],
     )
 
 

@@ -3,6 +3,7 @@
 import datetime as dt
 import json
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -13,6 +14,7 @@ from dataplatform.defs.common.keys import CHAMPION, DRIFT_REPORT, MODEL_PERFORMA
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
 from dataplatform.lib import drift, features, featurestore, warehouse
 from dataplatform.lib.monitoring import (
+    MultivariateDrift,
     champion_story,
     champion_thresholds,
     distribution_chart,
@@ -124,109 +126,163 @@ def drift_report(
     current = featurestore.read_examples(lake, [day])
     if champion is None or reference is None or current.height == 0:
         return _no_champion("no_material_drift")
-    columns = list(DRIFT_FEATURES)
     numeric = [c for c in features.NUMERIC_FEATURES if c in DRIFT_FEATURES]
     with lakehouse.connect() as con:
         con.sql(MONITORING_SQL)
         thresholds = champion_thresholds(con, champion.version, reference, current.height, DRIFT_FEATURES)
-        normal_auc = warehouse.scalar(
-            con, "SELECT normal_auc FROM domain_thresholds WHERE champion = ?", [champion.version]
-        )
-        if normal_auc is None:  # once per champion: what normal days of its window already reach
-            normal_auc = normal_domain_auc(
-                reference, time_column="event_date", numeric=numeric, categorical=features.CATEGORICAL_FEATURES
-            )
-            rows = pl.DataFrame({"champion": [champion.version], "normal_auc": [normal_auc]})
-            warehouse.replace_rows(con, "domain_thresholds", rows, ["champion"])
+        normal_auc = _normal_domain_auc(con, champion, reference, numeric)
+    columns = list(DRIFT_FEATURES)
     results = drift.compare(reference.select(columns), current.select(columns), thresholds=thresholds)
     multivariate = domain_classifier_drift(
         reference, current, numeric=numeric, categorical=features.CATEGORICAL_FEATURES, normal_auc=normal_auc
     )
-    table = drift_table(results, event_date=day, dataset="features", thresholds_version=thresholds.version)
-    drifted = table.filter(pl.col("drifted"))["column_name"].to_list()
-    scores = drift_scores(results)
-    broken = drift.broken_columns(results)
-    importance = champion.metrics.get("feature_importance") or {}
-    impact = sum(importance.get(f, 0.0) for f in drifted) if importance else None
     expected = estimate_performance(models.registry().load(champion.version), current).expected_auc
     with lakehouse.connect() as con:
-        holds = performance_holds(con, champion, day, expected)
-        judged = DriftDay(day, drifted, scores, multivariate.drifted, broken, impact, holds)
-        verdict, since = judged.verdict, episode_start(con, champion, judged)
-        warehouse.replace_rows(con, "distribution_drift", table, ["event_date", "dataset", "column_name"])
-        report_row = {
-            "event_date": day, "champion": champion.version, "features_drifted": len(drifted),
-            "drifted_features": json.dumps(drifted), "domain_auc": multivariate.auc,
-            "domain_threshold": multivariate.threshold, "multivariate_drift": multivariate.drifted,
-            "thresholds_version": thresholds.version, "thresholds": json.dumps(thresholds.to_dict(), default=str),
-            "computed_at": dt.datetime.now(dt.UTC), "decision": verdict, "impact": impact,
-            "performance_holds": holds, "drift_since": since,
-        }  # fmt: skip
-        report = pl.DataFrame([report_row], schema_overrides={"impact": pl.Float64, "drift_since": pl.Date})
-        warehouse.replace_rows(con, "drift_reports", report, ["event_date"])
-        history = con.sql(
-            "SELECT * FROM distribution_drift WHERE dataset = 'features' AND event_date > ?",
-            params=[day - dt.timedelta(days=CHART_DAYS)],
-        ).pl()
-    ranked = sorted(scores, key=lambda c: -scores[c])
-    charted = sorted(drifted, key=lambda c: -scores.get(c, 0.0)) or ranked[:6]
+        found = _judge_drift(con, champion, day, results, multivariate, thresholds, expected)
+        history = _record_drift(con, found)
     return dg.MaterializeResult(
+        metadata=_drift_metadata(found, history, reference, current),
+        check_results=[_drift_check(found)],
+    )
+
+
+@dataclass(frozen=True)
+class DriftFindings:
+    """One day's drift against the champion, as the report records it and shows it."""
+
+    champion: ModelCard
+    thresholds: drift.Thresholds
+    results: list[drift.ColumnDrift]
+    table: pl.DataFrame  # per feature: effect, threshold, p-value, drifted (lib/quality.drift_table)
+    multivariate: MultivariateDrift
+    expected: float | None  # the champion's expected AUC on the day (label-free)
+    judged: DriftDay
+    since: dt.date | None  # the first day of the current drift episode
+
+    @property
+    def ranked(self) -> list[str]:
+        """The drifted features by score, or the six highest scores when none drifted: what is charted."""
+        scores = self.judged.scores
+        drifted = sorted(self.judged.drifted_features, key=lambda c: -scores.get(c, 0.0))
+        return drifted or sorted(scores, key=lambda c: -scores[c])[:6]
+
+
+def _normal_domain_auc(con: Any, champion: ModelCard, reference: pl.DataFrame, numeric: list[str]) -> float:
+    """What normal days of the champion's window reach against the rest of it: learned once per champion."""
+    normal_auc = warehouse.scalar(
+        con, "SELECT normal_auc FROM domain_thresholds WHERE champion = ?", [champion.version]
+    )
+    if normal_auc is None:
+        normal_auc = normal_domain_auc(
+            reference, time_column="event_date", numeric=numeric, categorical=features.CATEGORICAL_FEATURES
+        )
+        rows = pl.DataFrame({"champion": [champion.version], "normal_auc": [normal_auc]})
+        warehouse.replace_rows(con, "domain_thresholds", rows, ["champion"])
+    return float(normal_auc)
+
+
+def _judge_drift(
+    con: Any,
+    champion: ModelCard,
+    day: dt.date,
+    results: list[drift.ColumnDrift],
+    multivariate: MultivariateDrift,
+    thresholds: drift.Thresholds,
+    expected: float | None,
+) -> DriftFindings:
+    table = drift_table(results, event_date=day, dataset="features", thresholds_version=thresholds.version)
+    drifted = table.filter(pl.col("drifted"))["column_name"].to_list()
+    importance = champion.metrics.get("feature_importance") or {}
+    impact = sum(importance.get(f, 0.0) for f in drifted) if importance else None
+    holds = performance_holds(con, champion, day, expected)
+    broken = drift.broken_columns(results)
+    judged = DriftDay(day, drifted, drift_scores(results), multivariate.drifted, broken, impact, holds)
+    since = episode_start(con, champion, judged)
+    return DriftFindings(champion, thresholds, results, table, multivariate, expected, judged, since)
+
+
+def _record_drift(con: Any, found: DriftFindings) -> pl.DataFrame:
+    """Write the day's per-feature drift and its report row; the features' drift over the last CHART_DAYS."""
+    judged, multivariate = found.judged, found.multivariate
+    warehouse.replace_rows(con, "distribution_drift", found.table, ["event_date", "dataset", "column_name"])
+    report_row = {
+        "event_date": judged.day, "champion": found.champion.version,
+        "features_drifted": len(judged.drifted_features), "drifted_features": json.dumps(judged.drifted_features),
+        "domain_auc": multivariate.auc, "domain_threshold": multivariate.threshold,
+        "multivariate_drift": multivariate.drifted, "thresholds_version": found.thresholds.version,
+        "thresholds": json.dumps(found.thresholds.to_dict(), default=str), "computed_at": dt.datetime.now(dt.UTC),
+        "decision": judged.verdict, "impact": judged.impact, "performance_holds": judged.performance_holds,
+        "drift_since": found.since,
+    }  # fmt: skip
+    report = pl.DataFrame([report_row], schema_overrides={"impact": pl.Float64, "drift_since": pl.Date})
+    warehouse.replace_rows(con, "drift_reports", report, ["event_date"])
+    history: pl.DataFrame = con.sql(
+        "SELECT * FROM distribution_drift WHERE dataset = 'features' AND event_date > ?",
+        params=[judged.day - dt.timedelta(days=CHART_DAYS)],
+    ).pl()
+    return history
+
+
+def _drift_metadata(
+    found: DriftFindings, history: pl.DataFrame, reference: pl.DataFrame, current: pl.DataFrame
+) -> dict[str, Any]:
+    judged, multivariate, scores = found.judged, found.multivariate, found.judged.scores
+    charted = found.ranked
+    return {
+        "verdict": dg.MetadataValue.text(judged.headline(found.since)),
+        "drift_since": dg.MetadataValue.text(str(found.since) if found.since else "no current drift"),
+        "decision": judged.verdict,
+        "features_drifted": len(judged.drifted_features),
+        # Share of the champion's importance the drifted features carry, and whether its performance holds:
+        # material drift of features the model barely uses, with performance holding, is not retrained for.
+        **({"impact": dg.MetadataValue.float(float(judged.impact))} if judged.impact is not None else {}),
+        "performance_holds": judged.performance_holds,
+        **({"expected_auc": dg.MetadataValue.float(float(found.expected))} if found.expected is not None else {}),
+        # JSON: drift_retraining_sensor reads these three back (the verdict line says them in words).
+        "broken_features": dg.MetadataValue.json(judged.broken_features),
+        "drifted_features": dg.MetadataValue.json(judged.drifted_features),
+        "multivariate_drift": multivariate.drifted,
+        "domain_auc": dg.MetadataValue.float(multivariate.auc),
+        "domain_threshold": dg.MetadataValue.float(multivariate.threshold),
+        "drivers": dg.MetadataValue.md(
+            markdown_table(pl.DataFrame(multivariate.top_features, schema=["feature", "auc_distance"], orient="row"))
+        ),
+        "scores": dg.MetadataValue.json(scores),
+        # Every feature every day (NaN without a score), so that the Plots tab draws lines without gaps.
+        **{f"drift_score_{c}": dg.MetadataValue.float(scores.get(c, math.nan)) for c in DRIFT_FEATURES},
+        "champion": found.champion.version,
+        "thresholds_version": found.thresholds.version,
+        "effect_vs_threshold": dg.MetadataValue.md(
+            png_markdown(drift_history_chart(history, charted), "effect size against threshold, last 30 days")
+        ),
+        "distributions": dg.MetadataValue.md(
+            png_markdown(
+                distribution_chart(reference, current, [c for c in charted if c in features.NUMERIC_FEATURES]),
+                "reference vs current",
+            )
+        ),
+    }
+
+
+def _drift_check(found: DriftFindings) -> dg.AssetCheckResult:
+    judged, verdict = found.judged, found.judged.verdict
+    return dg.AssetCheckResult(
+        check_name="no_material_drift",
+        passed=verdict == "stable",
+        severity=dg.AssetCheckSeverity.ERROR if verdict == "broken_input" else dg.AssetCheckSeverity.WARN,
         metadata={
-            "verdict": dg.MetadataValue.text(judged.headline(since)),
-            "drift_since": dg.MetadataValue.text(str(since) if since else "no current drift"),
+            "day": str(judged.day),
+            "verdict": judged.headline(found.since),
             "decision": verdict,
-            "features_drifted": len(drifted),
-            # Share of the champion's importance the drifted features carry, and whether its performance holds:
-            # material drift of features the model barely uses, with performance holding, is not retrained for.
-            **({"impact": dg.MetadataValue.float(float(impact))} if impact is not None else {}),
-            "performance_holds": holds,
-            **({"expected_auc": dg.MetadataValue.float(float(expected))} if expected is not None else {}),
-            # JSON: drift_retraining_sensor reads these three back (the verdict line says them in words).
-            "broken_features": dg.MetadataValue.json(broken),
-            "drifted_features": dg.MetadataValue.json(drifted),
-            "multivariate_drift": multivariate.drifted,
-            "domain_auc": dg.MetadataValue.float(multivariate.auc),
-            "domain_threshold": dg.MetadataValue.float(multivariate.threshold),
-            "drivers": dg.MetadataValue.md(
+            "drifted_features": ", ".join(judged.drifted_features) or "none",
+            "broken_features": ", ".join(judged.broken_features) or "none",
+            "domain_auc": float(found.multivariate.auc),
+            "table": dg.MetadataValue.md(
                 markdown_table(
-                    pl.DataFrame(multivariate.top_features, schema=["feature", "auc_distance"], orient="row")
-                )
-            ),
-            "scores": dg.MetadataValue.json(scores),
-            # Every feature every day (NaN without a score), so that the Plots tab draws lines without gaps.
-            **{f"drift_score_{c}": dg.MetadataValue.float(scores.get(c, math.nan)) for c in DRIFT_FEATURES},
-            "champion": champion.version,
-            "thresholds_version": thresholds.version,
-            "effect_vs_threshold": dg.MetadataValue.md(
-                png_markdown(drift_history_chart(history, charted), "effect size against threshold, last 30 days")
-            ),
-            "distributions": dg.MetadataValue.md(
-                png_markdown(
-                    distribution_chart(reference, current, [c for c in charted if c in features.NUMERIC_FEATURES]),
-                    "reference vs current",
+                    found.table.select("column_name", "effect_size", "threshold", "p_value", "drifted"), limit=40
                 )
             ),
         },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="no_material_drift",
-                passed=verdict == "stable",
-                severity=dg.AssetCheckSeverity.ERROR if verdict == "broken_input" else dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "day": context.partition_key,
-                    "verdict": judged.headline(since),
-                    "decision": verdict,
-                    "drifted_features": ", ".join(drifted) or "none",
-                    "broken_features": ", ".join(broken) or "none",
-                    "domain_auc": float(multivariate.auc),
-                    "table": dg.MetadataValue.md(
-                        markdown_table(
-                            table.select("column_name", "effect_size", "threshold", "p_value", "drifted"), limit=40
-                        )
-                    ),
-                },
-            )
-        ],
     )
 
 
@@ -326,75 +382,85 @@ def model_performance(
     latest = featurestore.read_examples(lake, featurestore.example_days(lake)[-1:])["example_time"].max()
     mature = bool(features.labelled_days(latest, [day]))
     estimate = estimate_performance(model, examples)
-    row: dict[str, Any] = {
-        "event_date": day, "champion": card.version, "estimated": not mature, "n": examples.height,
-        "positives": int(examples["label"].sum()), "expected_auc": estimate.expected_auc,
-        "computed_at": dt.datetime.now(dt.UTC),
-    }  # fmt: skip
     with lakehouse.connect() as con:
         con.sql(MONITORING_SQL)
         band = champion_band(con, card, day)
-        status = BandStatus.NO_HISTORY
-        if mature:
-            metrics = evaluate(model, examples)
-            row.update(
-                auc=metrics.auc, auc_low=metrics.auc_ci[0] if metrics.auc_ci else None,
-                auc_high=metrics.auc_ci[1] if metrics.auc_ci else None, precision=metrics.precision,
-                recall=metrics.recall, recall_at_k=metrics.recall_at_k,
-            )  # fmt: skip
-            status = judge_day_auc(band, metrics.auc, metrics.auc_ci)
-        row.update(band_low=1 - band.high if band else None, status=status.value)
-        frame = pl.DataFrame(
-            [row],
-            schema_overrides={
-                k: pl.Float64
-                for k in (
-                    "auc",
-                    "auc_low",
-                    "auc_high",
-                    "precision",
-                    "recall",
-                    "recall_at_k",
-                    "expected_auc",
-                    "band_low",
-                )
-            },
-        )
+        row, status = _performance_row(card, model, examples, day, mature, estimate.expected_auc, band)
+        frame = pl.DataFrame([row], schema_overrides=dict.fromkeys(PERFORMANCE_FLOATS, pl.Float64))
         warehouse.replace_rows(con, "model_performance", frame, ["event_date"])
         story = _champion_story(con, registry, card, day, estimate.expected_auc)
-        history = con.sql(
+        history: pl.DataFrame = con.sql(
             "SELECT event_date, auc, expected_auc, band_low, status FROM model_performance "
             "WHERE champion = ? AND event_date > ? AND event_date <= ?",
             params=[card.version, day - dt.timedelta(days=CHART_DAYS), day],
         ).pl()
         decisions = _recent_decisions(con)
-    below = status in (BandStatus.HIGH, BandStatus.FAR_HIGH)
-    numbers = {k: row.get(k) for k in ("auc", "precision", "recall", "recall_at_k", "expected_auc", "band_low")}
     return dg.MaterializeResult(
+        metadata=_performance_metadata(row, status, story, history, decisions),
+        check_results=[_performance_check(row, status, band)],
+    )
+
+
+# The model_performance row's numbers: floats even when a day has none of them (labels not mature).
+PERFORMANCE_FLOATS = ("auc", "auc_low", "auc_high", "precision", "recall", "recall_at_k", "expected_auc", "band_low")
+
+
+def _performance_row(
+    card: ModelCard,
+    model: Any,
+    examples: pl.DataFrame,
+    day: dt.date,
+    mature: bool,
+    expected_auc: float | None,
+    band: Band | None,
+) -> tuple[dict[str, Any], BandStatus]:
+    """The day's row: realized metrics judged against the band once labels are mature, else the estimate."""
+    row: dict[str, Any] = dict.fromkeys(PERFORMANCE_FLOATS) | {
+        "event_date": day, "champion": card.version, "estimated": not mature, "n": examples.height,
+        "positives": int(examples["label"].sum()), "expected_auc": expected_auc,
+        "computed_at": dt.datetime.now(dt.UTC), "band_low": 1 - band.high if band else None,
+    }  # fmt: skip
+    status = BandStatus.NO_HISTORY
+    if mature:
+        metrics = evaluate(model, examples)
+        row.update(
+            auc=metrics.auc, auc_low=metrics.auc_ci[0] if metrics.auc_ci else None,
+            auc_high=metrics.auc_ci[1] if metrics.auc_ci else None, precision=metrics.precision,
+            recall=metrics.recall, recall_at_k=metrics.recall_at_k,
+        )  # fmt: skip
+        status = judge_day_auc(band, metrics.auc, metrics.auc_ci)
+    row["status"] = status.value
+    return row, status
+
+
+def _performance_metadata(
+    row: dict[str, Any], status: BandStatus, story: str, history: pl.DataFrame, decisions: pl.DataFrame
+) -> dict[str, Any]:
+    numbers = ("auc", "precision", "recall", "recall_at_k", "expected_auc", "band_low")
+    return {
+        "champion_story": dg.MetadataValue.text(story),
+        "labels_mature": not row["estimated"],
+        "champion": row["champion"],
+        "below_band": status in (BandStatus.HIGH, BandStatus.FAR_HIGH),
+        **{k: dg.MetadataValue.float(float(row[k])) for k in numbers if row[k] is not None},
+        # The 95% interval's ends as numbers: plotted beside the AUC across days.
+        **{k: dg.MetadataValue.float(float(row[k])) for k in ("auc_low", "auc_high") if row[k] is not None},
+        "auc_over_time": dg.MetadataValue.md(
+            png_markdown(performance_chart(history), f"the champion's AUC, last {CHART_DAYS} days")
+        ),
+        "last_decisions": dg.MetadataValue.md(markdown_table(decisions)),
+        "dagster/row_count": row["n"],
+    }
+
+
+def _performance_check(row: dict[str, Any], status: BandStatus, band: Band | None) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name="performance_in_band",
+        passed=status not in (BandStatus.HIGH, BandStatus.FAR_HIGH),
+        severity=dg.AssetCheckSeverity.ERROR if status is BandStatus.FAR_HIGH else dg.AssetCheckSeverity.WARN,
         metadata={
-            "champion_story": dg.MetadataValue.text(story),
-            "labels_mature": mature,
-            "champion": card.version,
-            "below_band": below,
-            **{k: dg.MetadataValue.float(float(v)) for k, v in numbers.items() if v is not None},
-            # The 95% interval's ends as numbers: plotted beside the AUC across days.
-            **{k: dg.MetadataValue.float(float(row[k])) for k in ("auc_low", "auc_high") if row.get(k) is not None},
-            "auc_over_time": dg.MetadataValue.md(
-                png_markdown(performance_chart(history), f"the champion's AUC, last {CHART_DAYS} days")
-            ),
-            "last_decisions": dg.MetadataValue.md(markdown_table(decisions)),
-            "dagster/row_count": examples.height,
+            "day": str(row["event_date"]),
+            "status": status.value if not row["estimated"] else "estimated (labels not mature)",
+            "band_days": band.n_history if band else 0,
         },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="performance_in_band",
-                passed=not below,
-                severity=dg.AssetCheckSeverity.ERROR if status is BandStatus.FAR_HIGH else dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "day": context.partition_key,
-                    "status": status.value if mature else "estimated (labels not mature)",
-                    "band_days": band.n_history if band else 0,
-                },
-            )
-        ],
     )

@@ -7,6 +7,7 @@ the warehouse agree. Its blocking checks keep a bad day away from features and t
 """
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -17,6 +18,7 @@ from dataplatform.defs.common.keys import EVENT_DISTRIBUTIONS, HISTORY_EVENTS, L
 from dataplatform.defs.resources import LakehouseResource
 from dataplatform.lib import drift, lakeread, warehouse
 from dataplatform.lib.contract import QuarantineRecord
+from dataplatform.lib.lake import Lake
 from dataplatform.lib.quality import (
     VOLUME_MIN_RELATIVE_SPREAD,
     BandStatus,
@@ -155,64 +157,18 @@ def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
     lake = lakehouse.lake()
     events = lakeread.events_for_days(lake, [day])
     quarantine = lakeread.quarantine_for_days(lake, [day])
-    contract = check_contract(events) if events.height else None
-    lake_dupes = events.height - events["event_id"].n_unique() if events.height else 0
-
     with lakehouse.connect() as con:
-        lake_ids = events["event_id"] if events.height else pl.Series("event_id", [], dtype=pl.String)
-        warehouse_only, lake_only, warehouse_dupes = warehouse.day_id_reconciliation(con, day, lake_ids)
-        batches = [warehouse.batch_reconciliation(con, b) for b in lakeread.batch_ids_for_day(lake, day)]
+        reconciled = _reconcile_day(con, lake, day, events)
         history = _profile_history(con, day)
         # Retracted records are quarantined by an operator's decision, not by the producer: the day's
         # quarantine rate (and the training gate's corruption share) is what a run without them shows.
         retracted = quarantine.filter(pl.col("reasons").list.contains(warehouse.RETRACTED_REASON)).height
         profile = day_profile(events, quarantine.height - retracted)
-        warehouse.replace_rows(
-            con,
-            "daily_event_profile",
-            pl.DataFrame([{"event_date": day, **profile, "profiled_at": dt.datetime.now(dt.UTC)}]),
-            ["event_date"],
-        )
+        row = pl.DataFrame([{"event_date": day, **profile, "profiled_at": dt.datetime.now(dt.UTC)}])
+        warehouse.replace_rows(con, "daily_event_profile", row, ["event_date"])
         volume = _volume_check(con, profile, history, day)
-
-    failing_batches = [b for b in batches if not b["ok"]]
-    quarantine_contract = check_contract(quarantine, model=QuarantineRecord, id_column="source_file")
-    reasons = failure_table(quarantine_failures(quarantine), rows=quarantine.height + events.height)
     checks = [
-        dg.AssetCheckResult(
-            check_name="schema_conforms",
-            passed=contract is None or contract.passed,
-            metadata={
-                "rows": events.height,
-                "failing_rows": contract.failing_rows if contract else 0,
-                "failures": dg.MetadataValue.md(markdown_table(contract.reasons) if contract else "_no rows_"),
-            },
-        ),
-        dg.AssetCheckResult(
-            check_name="event_id_unique",
-            passed=lake_dupes == 0 and warehouse_dupes == 0,
-            metadata={"duplicates_in_lake": lake_dupes, "duplicates_in_warehouse": int(warehouse_dupes)},
-        ),
-        dg.AssetCheckResult(
-            check_name="day_reconciles",
-            passed=not failing_batches and warehouse_only == 0 and lake_only == 0,
-            metadata={
-                "batches": len(batches),
-                "batches_failing": len(failing_batches),
-                "rows_in_warehouse_not_in_lake": int(warehouse_only),
-                "rows_in_lake_not_in_warehouse": int(lake_only),
-                **({"failing": dg.MetadataValue.json(failing_batches[:10])} if failing_batches else {}),
-            },
-        ),
-        dg.AssetCheckResult(
-            check_name="quarantine_conforms",
-            passed=quarantine_contract.passed,
-            metadata={
-                "records": quarantine.height,
-                "failing_records": quarantine_contract.failing_rows,
-                "failures": dg.MetadataValue.md(markdown_table(quarantine_contract.reasons)),
-            },
-        ),
+        *_day_checks(events, quarantine, reconciled),
         _band_check(
             "quarantine_rate_in_band",
             profile["quarantine_rate"],
@@ -224,21 +180,96 @@ def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
     ]
     _record_certification(lakehouse, day, events, checks)
     context.log.info(f"{day}: {profile}")
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": events.height,
-            "quarantined": quarantine.height,
-            # Counted here (the partition or arrival day) though their timestamp names another day or none.
-            "quarantined_claiming_another_day": quarantine.filter(
-                pl.col("claimed_date").is_null() | (pl.col("claimed_date") != day)
-            ).height,
-            "quarantine_rate_percent": dg.MetadataValue.float(round(100 * float(profile["quarantine_rate"]), 2)),
-            "users": profile["users"],
-            **{k: v for k, v in profile.items() if k.startswith("events_")},
-            "quarantine_reasons": dg.MetadataValue.md(markdown_table(percent_shares(reasons))),
-        },
-        check_results=checks,
-    )
+    return dg.MaterializeResult(metadata=_day_metadata(day, events, quarantine, profile), check_results=checks)
+
+
+@dataclass(frozen=True)
+class DayReconciliation:
+    """How the lake's and the warehouse's copies of a day agree, and every batch of the day with them."""
+
+    duplicates_in_lake: int
+    duplicates_in_warehouse: int
+    only_in_warehouse: int
+    only_in_lake: int
+    batches: list[dict[str, Any]]  # warehouse.batch_reconciliation of each batch with files of the day
+
+    @property
+    def failing_batches(self) -> list[dict[str, Any]]:
+        return [b for b in self.batches if not b["ok"]]
+
+
+def _reconcile_day(con: Any, lake: Lake, day: dt.date, events: pl.DataFrame) -> DayReconciliation:
+    lake_ids = events["event_id"] if events.height else pl.Series("event_id", [], dtype=pl.String)
+    warehouse_only, lake_only, warehouse_dupes = warehouse.day_id_reconciliation(con, day, lake_ids)
+    batches = [warehouse.batch_reconciliation(con, b) for b in lakeread.batch_ids_for_day(lake, day)]
+    lake_dupes = events.height - events["event_id"].n_unique() if events.height else 0
+    return DayReconciliation(lake_dupes, int(warehouse_dupes), int(warehouse_only), int(lake_only), batches)
+
+
+def _day_checks(
+    events: pl.DataFrame, quarantine: pl.DataFrame, reconciled: DayReconciliation
+) -> list[dg.AssetCheckResult]:
+    """Tier 1 of the day: its records against the contract, unique ids, lake and warehouse agreeing."""
+    contract = check_contract(events) if events.height else None
+    quarantine_contract = check_contract(quarantine, model=QuarantineRecord, id_column="source_file")
+    failing = reconciled.failing_batches
+    return [
+        dg.AssetCheckResult(
+            check_name="schema_conforms",
+            passed=contract is None or contract.passed,
+            metadata={
+                "rows": events.height,
+                "failing_rows": contract.failing_rows if contract else 0,
+                "failures": dg.MetadataValue.md(markdown_table(contract.reasons) if contract else "_no rows_"),
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name="event_id_unique",
+            passed=reconciled.duplicates_in_lake == 0 and reconciled.duplicates_in_warehouse == 0,
+            metadata={
+                "duplicates_in_lake": reconciled.duplicates_in_lake,
+                "duplicates_in_warehouse": reconciled.duplicates_in_warehouse,
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name="day_reconciles",
+            passed=not failing and reconciled.only_in_warehouse == 0 and reconciled.only_in_lake == 0,
+            metadata={
+                "batches": len(reconciled.batches),
+                "batches_failing": len(failing),
+                "rows_in_warehouse_not_in_lake": reconciled.only_in_warehouse,
+                "rows_in_lake_not_in_warehouse": reconciled.only_in_lake,
+                **({"failing": dg.MetadataValue.json(failing[:10])} if failing else {}),
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name="quarantine_conforms",
+            passed=quarantine_contract.passed,
+            metadata={
+                "records": quarantine.height,
+                "failing_records": quarantine_contract.failing_rows,
+                "failures": dg.MetadataValue.md(markdown_table(quarantine_contract.reasons)),
+            },
+        ),
+    ]
+
+
+def _day_metadata(
+    day: dt.date, events: pl.DataFrame, quarantine: pl.DataFrame, profile: dict[str, Any]
+) -> dict[str, Any]:
+    reasons = failure_table(quarantine_failures(quarantine), rows=quarantine.height + events.height)
+    return {
+        "dagster/row_count": events.height,
+        "quarantined": quarantine.height,
+        # Counted here (the partition or arrival day) though their timestamp names another day or none.
+        "quarantined_claiming_another_day": quarantine.filter(
+            pl.col("claimed_date").is_null() | (pl.col("claimed_date") != day)
+        ).height,
+        "quarantine_rate_percent": dg.MetadataValue.float(round(100 * float(profile["quarantine_rate"]), 2)),
+        "users": profile["users"],
+        **{k: v for k, v in profile.items() if k.startswith("events_")},
+        "quarantine_reasons": dg.MetadataValue.md(markdown_table(percent_shares(reasons))),
+    }
 
 
 def clean_history_days(lakehouse: LakehouseResource, day: dt.date) -> tuple[list[dt.date], dict[dt.date, str]]:

@@ -22,12 +22,14 @@ from dataplatform.defs.common.conventions import OWNERS, SETTINGS, WRITER_POOL
 from dataplatform.defs.common.keys import CHALLENGER, CHAMPION, TRAINING_EXAMPLES, TRAINING_SET
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
 from dataplatform.lib import features, featurestore, promotion, retraction, suspects, warehouse
-from dataplatform.lib.quality import check_contract, markdown_table
+from dataplatform.lib.quality import ContractReport, check_contract, markdown_table
 from dataplatform.lib.registry import ModelCard, ModelRegistry, frame_fingerprint
 from dataplatform.lib.retraining import (
     REGIME_FOLLOW_UP_DAYS,
     SEVERE_NULL_SHIFT,
     SEVERE_UNSEEN_SHARE,
+    GateResult,
+    TrainingWindow,
     choose_training_window,
     severe_drift,
     training_gate,
@@ -147,39 +149,15 @@ def training_set(
     models: ModelRegistryResource,
 ) -> dg.MaterializeResult:
     lake = lakehouse.lake()
-    labelled = _labelled_days(lakehouse)
-    with lakehouse.connect() as con:
-        corruption = _day_corruption(con)
-        suspect = suspects.suspect_days(con, labelled[0], labelled[-1] + dt.timedelta(days=1)) if labelled else {}
-    onset = context.run.tags.get(ONSET_TAG)
-    window = choose_training_window(
-        labelled,
-        train_days=config.train_days,
-        holdout_days=config.holdout_days,
-        day_corruption=corruption,
-        max_corruption=config.max_corruption,
-        suspect_days=suspect,
-        onset=dt.date.fromisoformat(onset) if onset else None,
-    )
+    window = _training_window(context, config, lakehouse)
     train = featurestore.read_examples(lake, window.train_days)
     holdout = featurestore.read_examples(lake, window.holdout_days)
     train = train if train.height else pl.DataFrame(schema=features.EXAMPLE_SCHEMA)
     fingerprint = frame_fingerprint(train) if train.height else "empty"
     champion = models.registry().champion()
     previous = featurestore.read_training_set(lake, champion.data_fingerprint, "train") if champion else None
-    previous = previous if previous is not None else pl.DataFrame()
     contract = check_contract(train, model=featurestore.training_contract(), id_column="example_id")
-    sample = train.sample(n=min(train.height, 50_000), seed=0)
-    gate = training_gate(
-        window=window,
-        rows=train.height,
-        positives=int(train["label"].sum()) if train.height else 0,
-        contract_failures=contract.failing_rows if train.height else 0,
-        severe_drift=severe_drift(sample, previous, features.FEATURE_COLUMNS),
-        min_train_days=MIN_TRAIN_DAYS,
-        min_rows=MIN_ROWS,
-        min_positives=MIN_POSITIVES,
-    )
+    gate = _gate(window, train, contract, previous)
     if train.height:
         featurestore.write_training_set(lake, fingerprint, train, holdout)
         _record_training_set(lakehouse, fingerprint, window.train_days, window.holdout_days, train, holdout, context)
@@ -194,18 +172,59 @@ def training_set(
             "window_rule": window.rule,
             "now_days": dg.MetadataValue.json([str(d) for d in window.now_days]),
         },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="training_data_gate",
-                passed=gate.passed,
-                metadata={
-                    "reasons": "; ".join(gate.reasons) or "none",
-                    "excluded_days": dg.MetadataValue.json(window.excluded_days),
-                    "train_days": len(window.train_days),
-                    "contract_failures": dg.MetadataValue.md(markdown_table(contract.reasons)),
-                },
-            )
-        ],
+        check_results=[_gate_check(gate, window, contract)],
+    )
+
+
+def _training_window(
+    context: dg.AssetExecutionContext, config: TrainingSetConfig, lakehouse: LakehouseResource
+) -> TrainingWindow:
+    """The window lib/retraining chooses among the labelled days, without corrupt or suspect days, from the
+    drift onset the run was triggered by (its tag) when there is one."""
+    labelled = _labelled_days(lakehouse)
+    with lakehouse.connect() as con:
+        corruption = _day_corruption(con)
+        suspect = suspects.suspect_days(con, labelled[0], labelled[-1] + dt.timedelta(days=1)) if labelled else {}
+    onset = context.run.tags.get(ONSET_TAG)
+    return choose_training_window(
+        labelled,
+        train_days=config.train_days,
+        holdout_days=config.holdout_days,
+        day_corruption=corruption,
+        max_corruption=config.max_corruption,
+        suspect_days=suspect,
+        onset=dt.date.fromisoformat(onset) if onset else None,
+    )
+
+
+def _gate(
+    window: TrainingWindow, train: pl.DataFrame, contract: ContractReport, previous: pl.DataFrame | None
+) -> GateResult:
+    sample = train.sample(n=min(train.height, 50_000), seed=0)
+    return training_gate(
+        window=window,
+        rows=train.height,
+        positives=int(train["label"].sum()) if train.height else 0,
+        contract_failures=contract.failing_rows if train.height else 0,
+        severe_drift=severe_drift(
+            sample, previous if previous is not None else pl.DataFrame(), features.FEATURE_COLUMNS
+        ),
+        min_train_days=MIN_TRAIN_DAYS,
+        min_rows=MIN_ROWS,
+        min_positives=MIN_POSITIVES,
+    )
+
+
+def _gate_check(gate: GateResult, window: TrainingWindow, contract: ContractReport) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name="training_data_gate",
+        passed=gate.passed,
+        metadata={
+            "reasons": "; ".join(gate.reasons) or "none",
+            "excluded_days": dg.MetadataValue.json(window.excluded_days),
+            "train_days": len(window.train_days),
+            "contract_failures": dg.MetadataValue.md(markdown_table(contract.reasons)),
+        },
     )
 
 

@@ -1,6 +1,7 @@
 """Drift of one landing micro-batch, on demand: its features against the champion's training window."""
 
 import datetime as dt
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -11,6 +12,7 @@ from dataplatform.defs.common.keys import BATCH_DRIFT, CHAMPION, LANDING_EVENTS
 from dataplatform.defs.monitoring.assets import DRIFT_FEATURES, MONITORING_SQL, drift_scores
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
 from dataplatform.lib import drift, features, featurestore, lakeread, warehouse
+from dataplatform.lib.lake import Lake
 from dataplatform.lib.monitoring import champion_thresholds
 from dataplatform.lib.quality import drift_table, markdown_table
 
@@ -43,11 +45,7 @@ def batch_drift(
     models: ModelRegistryResource,
 ) -> dg.MaterializeResult:
     lake = lakehouse.lake()
-    with lakehouse.connect(read_only=True) as con:
-        batch_id = config.batch_id or warehouse.scalar(
-            con,
-            "SELECT batch_id FROM ingest_batches WHERE mode = 'stream' AND rows_valid > 0 ORDER BY committed_at DESC",
-        )
+    batch_id = config.batch_id or _latest_stream_batch(lakehouse)
     if not batch_id:  # nothing streamed yet: nothing to judge (a full `./dp materialize` runs this too)
         return dg.MaterializeResult(metadata={"status": "no landing batch ingested yet"})
     batch = lake.read(lake.batch_event_keys(batch_id))
@@ -60,13 +58,8 @@ def batch_drift(
     reference = featurestore.read_training_set(lake, champion.data_fingerprint, "train") if champion else None
     if champion is None or reference is None:
         return dg.MaterializeResult(metadata={"status": "no champion model yet", "batch_id": batch_id})
-
     days = sorted(batch["timestamp"].dt.date().unique().to_list())
-    history = sorted({day - dt.timedelta(days=i) for day in days for i in range(features.DEFAULT_HISTORY.days + 1)})
-    events = lakeread.events_for_days(lake, history)
-    examples = features.build_training_examples(events, days=days).filter(
-        pl.col("example_id").is_in(batch["event_id"].implode())
-    )
+    examples = _batch_examples(lake, batch, days)
     if examples.height == 0:
         return dg.MaterializeResult(metadata={"status": "the batch has no product views", "batch_id": batch_id})
     columns = list(DRIFT_FEATURES)
@@ -79,20 +72,50 @@ def batch_drift(
         )
         warehouse.replace_rows(con, "distribution_drift", table, ["event_date", "dataset", "column_name"])
     drifted = table.filter(pl.col("drifted"))["column_name"].to_list()
-    scores = drift_scores(results)
     context.log.info(f"batch {batch_id}: {examples.height} examples, drifted: {', '.join(drifted) or 'none'}")
     return dg.MaterializeResult(
-        metadata={
-            "batch_id": batch_id,
-            "examples": examples.height,
-            "decision": "drift" if drifted else "stable",
-            "features_drifted": len(drifted),
-            "drifted_features": dg.MetadataValue.json(drifted),
-            "scores": dg.MetadataValue.json(scores),
-            "champion": champion.version,
-            "thresholds_version": thresholds.version,
-            "table": dg.MetadataValue.md(
-                markdown_table(table.select("column_name", "effect_size", "threshold", "p_value", "drifted"), limit=40)
-            ),
-        }
+        metadata=_batch_metadata(batch_id, examples.height, table, results, champion.version, thresholds.version)
+    )
+
+
+def _batch_metadata(
+    batch_id: str,
+    examples: int,
+    table: pl.DataFrame,
+    results: list[drift.ColumnDrift],
+    champion: str,
+    thresholds_version: str,
+) -> dict[str, Any]:
+    drifted = table.filter(pl.col("drifted"))["column_name"].to_list()
+    return {
+        "batch_id": batch_id,
+        "examples": examples,
+        "decision": "drift" if drifted else "stable",
+        "features_drifted": len(drifted),
+        "drifted_features": dg.MetadataValue.json(drifted),
+        "scores": dg.MetadataValue.json(drift_scores(results)),
+        "champion": champion,
+        "thresholds_version": thresholds_version,
+        "table": dg.MetadataValue.md(
+            markdown_table(table.select("column_name", "effect_size", "threshold", "p_value", "drifted"), limit=40)
+        ),
+    }
+
+
+def _latest_stream_batch(lakehouse: LakehouseResource) -> str | None:
+    """The last streamed micro-batch with valid rows (None before the first)."""
+    with lakehouse.connect(read_only=True) as con:
+        batch_id: str | None = warehouse.scalar(
+            con,
+            "SELECT batch_id FROM ingest_batches WHERE mode = 'stream' AND rows_valid > 0 ORDER BY committed_at DESC",
+        )
+    return batch_id
+
+
+def _batch_examples(lake: Lake, batch: pl.DataFrame, days: list[dt.date]) -> pl.DataFrame:
+    """The batch's events (on `days`) as training examples, their features computed over the history they need."""
+    history = sorted({day - dt.timedelta(days=i) for day in days for i in range(features.DEFAULT_HISTORY.days + 1)})
+    events = lakeread.events_for_days(lake, history)
+    return features.build_training_examples(events, days=days).filter(
+        pl.col("example_id").is_in(batch["event_id"].implode())
     )

@@ -328,7 +328,18 @@ def event_distributions(context: dg.AssetExecutionContext, lakehouse: LakehouseR
                 dg.AssetCheckResult(check_name="distributions_stable", passed=True, metadata={"status": "no data"})
             ],
         )
-    current, history = _with_derived_columns(current), _with_derived_columns(history)
+    derived = _with_derived_columns(current), _with_derived_columns(history)
+    table, thresholds = _compare_to_history(*derived, history_days, day)
+    with lakehouse.connect() as con:
+        warehouse.replace_rows(con, "distribution_drift", table, ["event_date", "dataset", "column_name"])
+    return _distributions_result(table, thresholds, history_days, left_out)
+
+
+def _compare_to_history(
+    current: pl.DataFrame, history: pl.DataFrame, history_days: list[dt.date], day: dt.date
+) -> tuple[pl.DataFrame, drift.Thresholds]:
+    """The day's columns against the last REFERENCE_DAYS of its clean history days, with thresholds learned
+    from how the clean history varies from day to day at the day's size."""
     reference = history.filter(pl.col("event_date").is_in(history_days[-REFERENCE_DAYS:]))
     thresholds = drift.calibrate_thresholds(
         history,
@@ -341,9 +352,12 @@ def event_distributions(context: dg.AssetExecutionContext, lakehouse: LakehouseR
     results = drift.compare(
         reference.select(DISTRIBUTION_COLUMNS), current.select(DISTRIBUTION_COLUMNS), thresholds=thresholds
     )
-    table = drift_table(results, event_date=day, dataset="events", thresholds_version=thresholds.version)
-    with lakehouse.connect() as con:
-        warehouse.replace_rows(con, "distribution_drift", table, ["event_date", "dataset", "column_name"])
+    return drift_table(results, event_date=day, dataset="events", thresholds_version=thresholds.version), thresholds
+
+
+def _distributions_result(
+    table: pl.DataFrame, thresholds: drift.Thresholds, history_days: list[dt.date], left_out: dict[dt.date, str]
+) -> dg.MaterializeResult:
     drifted = table.filter(pl.col("drifted"))
     shown = table.select("column_name", "method", "statistic", "p_value", "effect_size", "threshold", "drifted")
     return dg.MaterializeResult(

@@ -68,17 +68,30 @@ def event_plausibility(context: dg.AssetExecutionContext, lakehouse: LakehouseRe
             ],
         )
     judged, bands = judge_against_history(lakehouse, current, history)
+    _record_suspects(lakehouse, day, current, judged, bands.version)
+    return _plausibility_result(judged, judged.height / current.height, bands, left_out)
+
+
+def _record_suspects(
+    lakehouse: LakehouseResource, day: dt.date, current: pl.DataFrame, judged: pl.DataFrame, bands_version: str
+) -> None:
+    """The day's suspect records (table suspect_events, replacing the day's) and its share (daily_plausibility)."""
     now = dt.datetime.now(dt.UTC)
     rows = judged.join(current.select("event_id", "batch_id", "source_file"), on="event_id", how="left").select(
         "event_id", pl.lit(day).alias("event_date"), "reasons", "batch_id", "source_file",
-        pl.lit(bands.version).alias("bands_version"), pl.lit(now).alias("judged_at"),
+        pl.lit(bands_version).alias("bands_version"), pl.lit(now).alias("judged_at"),
     )  # fmt: skip
-    share = judged.height / current.height
     daily = pl.DataFrame([{"event_date": day, "events": current.height, "suspect": judged.height,
-                           "suspect_share": share, "bands_version": bands.version, "judged_at": now}])  # fmt: skip
+                           "suspect_share": judged.height / current.height, "bands_version": bands_version,
+                           "judged_at": now}])  # fmt: skip
     with lakehouse.connect() as con:
         warehouse.replace_day(con, "suspect_events", day, rows)
         warehouse.replace_rows(con, "daily_plausibility", daily, ["event_date"])
+
+
+def _plausibility_result(
+    judged: pl.DataFrame, share: float, bands: plausibility.PlausibilityBands, left_out: dict[dt.date, str]
+) -> dg.MaterializeResult:
     reasons = judged.explode("reasons").group_by("reasons").len().sort("len", descending=True)
     reasons = reasons.rename({"reasons": "reason", "len": "records"})
     metadata = {

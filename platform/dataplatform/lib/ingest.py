@@ -23,8 +23,9 @@ import hashlib
 import json
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -113,17 +114,23 @@ def _check_streamed(
 def _read_files(
     store: LandingStore, files: Sequence[LandingFile], lake: Lake, batch_id: str, piece_bytes: int
 ) -> _ReadBatch:
-    def read(file: LandingFile) -> ParsedFile | FileRejection | tuple[LandingFile, str]:
-        if reads_in_pieces(file.key, file.size, piece_bytes):
-            return _check_streamed(store, file, piece_bytes)
-        return read_landing_file(file.key, store.read(file.key))
-
     batch = _ReadBatch()
     seen_content: set[str] = set()
+    results: list[ParsedFile | FileRejection | tuple[LandingFile, str]] = []
+    pending: deque[Future[ParsedFile | FileRejection | tuple[LandingFile, str]]] = deque()
     # Files are parsed on a few threads (Polars and hashing release the GIL; a file's parse is mostly
-    # single-threaded) and judged in order, so the result is the same as reading them one by one.
+    # single-threaded), while their bytes are fetched here, one file at a time and in order, as before:
+    # a store that fails mid-batch fails at the same file. At most READ_THREADS files are held at once,
+    # and the results are judged in order, so the outcome is the same as reading them one by one.
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        results = list(pool.map(read, files))
+        for file in files:
+            if reads_in_pieces(file.key, file.size, piece_bytes):
+                pending.append(pool.submit(_check_streamed, store, file, piece_bytes))
+            else:
+                pending.append(pool.submit(read_landing_file, file.key, store.read(file.key)))
+            if len(pending) >= READ_THREADS:
+                results.append(pending.popleft().result())
+        results.extend(future.result() for future in pending)
     for file, result in zip(files, results, strict=True):
         sha = result[1] if isinstance(result, tuple) else result.content_sha256
         owner = lake.ledger.content_batch(sha)

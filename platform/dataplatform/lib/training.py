@@ -42,7 +42,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import numpy as np
 import polars as pl
@@ -82,7 +82,7 @@ def _nulls_to_nan(X: Any) -> np.ndarray:
     """Polars nulls arrive as ``None`` in object arrays; OrdinalEncoder treats only NaN as missing."""
     arr = X.to_numpy() if isinstance(X, pl.DataFrame) else np.asarray(X)
     arr = np.array(arr, dtype=object, copy=True)
-    arr[np.frompyfunc(lambda value: value is None, 1, 1)(arr).astype(bool)] = np.nan
+    arr[np.equal(arr, cast(Any, None))] = np.nan  # numpy's own loop; the cast only tells mypy None is meant
     return arr
 
 

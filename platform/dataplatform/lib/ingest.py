@@ -99,7 +99,8 @@ class _ReadBatch:
     streamed: list[tuple[LandingFile, str]] = field(default_factory=list)  # large files to read in pieces, sha
 
 
-# Files parsed at once: two threads measured 1.46x one on a 2-core machine, four no better.
+# Files parsed at once. On a 2-core machine two threads read and parsed 14 files 1.46x faster than one (four
+# were no better); with fetches kept on the calling thread, 2.5 s against 2.8-3.3 s on a loaded machine.
 READ_THREADS = min(4, os.cpu_count() or 1)
 
 

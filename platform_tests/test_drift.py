@@ -84,6 +84,19 @@ def test_ks_asymptotic_p_value_matches_scipy_beyond_exact_range() -> None:
     assert result.p_value == pytest.approx(expected.pvalue, rel=1e-9)
 
 
+@pytest.mark.parametrize("shift", [0.0, 0.03, 0.05, 0.1])
+def test_ks_limiting_p_value_stays_close_to_scipy_at_large_n(shift: float) -> None:
+    # Effective n 6,667 > 5,000: the limiting distribution replaces scipy's O(n) kstwo.
+    rng = np.random.default_rng(11)
+    a, b = rng.normal(size=20_000), rng.normal(shift, size=10_000)
+    result = numeric_pair(a, b)
+    expected = stats.ks_2samp(a, b)
+    assert result.statistic == expected.statistic
+    assert result.p_value == pytest.approx(expected.pvalue, rel=0.07)
+    if expected.pvalue > 1e-3:
+        assert result.p_value == pytest.approx(expected.pvalue, rel=3e-3)
+
+
 def test_kernel_matches_scipy_across_blocks_with_ties() -> None:
     rng = np.random.default_rng(8)
     a = np.round(rng.normal(size=150_000), 2)  # > one 65,536-value block, many ties

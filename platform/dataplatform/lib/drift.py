@@ -62,6 +62,8 @@ _IQR_TO_SD: Final = 1.349  # IQR of a normal distribution, in standard deviation
 _PSI_BINS: Final = 10  # reference deciles
 _PSI_FLOOR: Final = 1e-4  # share used for empty bins, so PSI stays finite
 _SCIPY_EXACT_MAX_N: Final = 10_000  # ks_2samp(method="auto") uses its exact distribution up to this n
+# Beyond this effective n, the KS p-value comes from the limiting distribution (see _ks_pvalue).
+_KS_LIMITING_MIN_N: Final = 5_000
 _NULL_SHIFT_NOTE: Final = 0.01  # null-share changes of at least 1 point are mentioned in `reason`
 _WINDOW_KEY: Final = "__drift_window__"
 _BLOCK: Final = 65_536  # current values per vectorized block in the KS/W1 kernel
@@ -740,8 +742,6 @@ def _compare_categorical(ref: CategoricalReference, series: pl.Series | None) ->
     under "one distribution" they hold whatever the cardinality; the reported ``p_value`` is
     the smaller of the two, Bonferroni-corrected.
     """
-    from scipy import stats
-
     if series is None:
         return _Side(0, 0, 0, 0), _Outcome(note="column missing from current batch")
     ref_counts, cur_counts = _joined_counts(ref, series)
@@ -756,9 +756,7 @@ def _compare_categorical(ref: CategoricalReference, series: pl.Series | None) ->
         statistic, p_chi2 = 0.0, 1.0
         notes.append(f"category mix not tested: no two categories reach an expected count of {ref.min_expected:g}")
     else:
-        # No Yates correction: it only applies to 2×2 tables and would make Cramér's V inconsistent.
-        test = stats.chi2_contingency(table, correction=False)
-        statistic, p_chi2 = float(test.statistic), float(test.pvalue)
+        statistic, p_chi2 = _chi2_independence(table)
     ref_share, cur_share = table[0] / table[0].sum(), table[1] / table[1].sum()
     js = _js_distance(ref_share, cur_share)
     vanished = _vanished_categories(ref_counts, cur_counts, ref.min_expected)
@@ -779,6 +777,18 @@ def _compare_categorical(ref: CategoricalReference, series: pl.Series | None) ->
     # below the JS distance that the excess vanished share alone implies.
     effect = max(js, _js_of_vanished(vanished.excess_share))
     return side, _Outcome(statistic, p_value, effect, metrics, "; ".join(notes))
+
+
+def _chi2_independence(table: np.ndarray) -> tuple[float, float]:
+    """Pearson's chi-square test of independence on a 2×k table: scipy's chi2_contingency with
+    ``correction=False`` (no Yates correction: it only applies to 2×2 tables and would make
+    Cramér's V inconsistent), computed directly, as its input checks cost more than the test."""
+    from scipy import special
+
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    statistic = float(np.sum((table - expected) ** 2 / expected))
+    dof = (table.shape[0] - 1) * (table.shape[1] - 1)
+    return statistic, float(special.chdtrc(dof, statistic))
 
 
 def _joined_counts(ref: CategoricalReference, series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -833,7 +843,7 @@ def _vanished_categories(ref_counts: np.ndarray, cur_counts: np.ndarray, min_exp
     absent is a sum of rare Bernoulli events, so approximately Poisson with mean sum(P)
     (conservative, as the events are negatively correlated).
     """
-    from scipy import special, stats
+    from scipy import special
 
     n_ref, n_cur = int(ref_counts.sum()), int(cur_counts.sum())
     total = n_ref + n_cur
@@ -856,7 +866,7 @@ def _vanished_categories(ref_counts: np.ndarray, cur_counts: np.ndarray, min_exp
     expected = float(p_absent.sum())
     share = float(ref_counts[tested][absent].sum()) / n_ref
     excess = max(share - float((c * p_absent).sum()) / n_ref, 0.0)
-    p_value = float(stats.poisson.sf(observed - 1, expected)) if observed else 1.0
+    p_value = float(special.pdtrc(observed - 1, expected)) if observed else 1.0  # Poisson P(X >= observed)
     return _Vanished(int(tested.sum()), observed, expected, p_value, share, excess)
 
 
@@ -963,8 +973,18 @@ def _integrated_cdf(ref: NumericReference, x: np.ndarray, count_at_or_below: np.
 
 
 def _ks_pvalue(d: float, reference: np.ndarray, current: np.ndarray) -> float:
-    """Two-sided KS p-value, chosen as scipy's ks_2samp(method="auto") chooses it."""
-    from scipy import stats
+    """Two-sided KS p-value: scipy's ks_2samp(method="auto") choice, with a cheap large-sample form.
+
+    Small samples use scipy's exact distribution. Larger ones use, as scipy does, the one-sample
+    distribution at the effective n = n1·n2 / (n1 + n2). Up to ``_KS_LIMITING_MIN_N`` it is
+    scipy's own ``kstwo``; beyond it the limiting Kolmogorov distribution with Stephens' (1970)
+    correction, z = (√n + 0.12 + 0.11/√n)·D. scipy's exact ``kstwo`` costs O(n) per call
+    (180 ms at n = 250,000, a third of a whole 500k-row comparison); the limiting form costs
+    microseconds and differs from it by less than 0.3% for p >= 0.001 and less than 7% down to
+    p = 1e-20 at n >= 5,000. That is smaller than the error of the effective-n approximation
+    itself, and far from moving a verdict at the usual alpha.
+    """
+    from scipy import special, stats
 
     n1, n2 = reference.size, current.size
     if max(n1, n2) <= _SCIPY_EXACT_MAX_N:
@@ -972,8 +992,11 @@ def _ks_pvalue(d: float, reference: np.ndarray, current: np.ndarray) -> float:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # its exact->asymptotic fallback notice
             return float(stats.ks_2samp(reference, current).pvalue)
-    effective_n = np.round(n1 * n2 / (n1 + n2))  # scipy's asymptotic: kstwo at the effective n
-    return float(np.clip(stats.kstwo.sf(d, effective_n), 0.0, 1.0))
+    effective_n = np.round(n1 * n2 / (n1 + n2))
+    if effective_n <= _KS_LIMITING_MIN_N:
+        return float(np.clip(stats.kstwo.sf(d, effective_n), 0.0, 1.0))
+    root_n = np.sqrt(effective_n)
+    return float(np.clip(special.kolmogorov((root_n + 0.12 + 0.11 / root_n) * d), 0.0, 1.0))
 
 
 def _psi(expected: np.ndarray, actual: np.ndarray) -> float:

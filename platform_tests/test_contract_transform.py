@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataplatform.lib.contract import CONTRACT_COLUMNS, EventRecord
-from dataplatform.lib.readers import ParsedFile, read_landing_file
+from dataplatform.lib.readers import ParsedFile, as_text, read_landing_file
 from dataplatform.lib.transform import _parse_timestamp, apply_aliases, parse_records, split_repeats, transform
-from factories import event, jsonl_bytes
+from factories import event, jsonl_bytes, parquet_bytes
 
 
 def run(records: list[dict[str, object]] | bytes, name: str = "f.jsonl"):
@@ -253,3 +253,58 @@ def test_property_repeats_split_as_a_window_over_every_row_splits_them(
     assert unique["source_row"].to_list() == sorted(n for *_, n in first.values())
     assert sorted(zip(conflicts["source_row"], conflicts["kept_row"], strict=True)) == want_conflicts
     assert duplicates == want_duplicates
+
+
+TIME_ZONES = st.sampled_from([None, "UTC", "Europe/Berlin", "America/Los_Angeles"])
+TYPED_ROW = st.fixed_dictionaries(
+    {
+        "event_id": st.sampled_from(["e1", "e2", "e3", None]),
+        "user_id": st.sampled_from(["u1", " u2 ", "", None]),
+        "timestamp": st.one_of(
+            st.none(), st.datetimes(min_value=dt.datetime(1990, 1, 1), max_value=dt.datetime(2100, 1, 1))
+        ),
+        "event_type": st.sampled_from(["view", "PURCHASE", "teleport", None]),
+        "product_id": st.one_of(st.none(), st.integers(-5, 2**31 - 1)),
+        "price": st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.just(-0.0)),
+        "brand": st.sampled_from(["acme", "", None]),
+    }
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(TYPED_ROW, min_size=1, max_size=12),
+    time_zone=TIME_ZONES,
+    time_unit=st.sampled_from(["us", "ms"]),
+    product_dtype=st.sampled_from([pl.Int64, pl.Int32]),
+)
+def test_property_typed_parquet_gives_the_records_its_text_gives(
+    rows: list[dict[str, object]], time_zone: str | None, time_unit: str, product_dtype: pl.DataType
+) -> None:
+    # The fast path keeps Parquet's types where the contract takes them; the slow path is what the reader
+    # did before: every column as text, parsed back. Both must place every record the same way.
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            **dict.fromkeys(["event_id", "user_id", "event_type", "brand"], pl.String),
+            "timestamp": pl.Datetime(time_unit),
+            "product_id": product_dtype,
+            "price": pl.Float64,
+        },
+    )
+    if time_zone:
+        frame = frame.with_columns(
+            pl.col("timestamp").dt.replace_time_zone(time_zone, ambiguous="null", non_existent="null")
+        )
+    typed = read_landing_file("f.parquet", parquet_bytes(frame))
+    assert isinstance(typed, ParsedFile)
+    assert typed.records.schema["timestamp"] != pl.String  # the fast path ran
+    as_text_records = typed.records.select(as_text(name, dtype) for name, dtype in typed.records.schema.items())
+    source = pl.lit("f.parquet").alias("source_file")
+    fast = transform(typed.records.with_columns(source), typed.malformed.with_columns(source))
+    slow = transform(
+        as_text_records.with_columns(pl.col("source_row").cast(pl.Int64), source), typed.malformed.with_columns(source)
+    )
+    assert fast.valid.equals(slow.valid)
+    assert fast.quarantine.equals(slow.quarantine)
+    assert fast.duplicates == slow.duplicates

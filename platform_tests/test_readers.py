@@ -1,11 +1,12 @@
 """Reading landing files of every supported kind, and rejecting the unreadable ones whole."""
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
 
-from dataplatform.lib.readers import FileRejection, ParsedFile, file_format, read_landing_file
+from dataplatform.lib.readers import FileRejection, ParsedFile, file_format, read_landing_file, stack_records
 from factories import event, gzip_bytes, jsonl_bytes, parquet_bytes
 
 
@@ -90,15 +91,24 @@ def test_csv_with_quotes_and_embedded_newlines_and_reordered_headers() -> None:
     assert result.records["source_row"].to_list() == [1]
 
 
-def test_parquet_datetimes_become_utc_text() -> None:
+def test_parquet_keeps_types_the_contract_takes_and_turns_the_rest_into_text() -> None:
+    berlin = dt.datetime(2026, 3, 1, 12, 0, tzinfo=ZoneInfo("Europe/Berlin"))
     frame = pl.DataFrame(
-        {"user_id": ["u1"], "timestamp": [dt.datetime(2026, 3, 1, 12, 0)], "product_id": [5], "tags": [["a", "b"]]}
-    ).with_columns(pl.col("timestamp").dt.replace_time_zone("Europe/Berlin"))
+        {"user_id": ["u1"], "timestamp": [berlin], "seen_at": [berlin], "product_id": [5], "tags": [["a", "b"]]}
+    )
     result = parsed("a.parquet", parquet_bytes(frame))
     row = result.records.row(0, named=True)
-    assert row["timestamp"] == "2026-03-01T11:00:00.000000+00:00"
-    assert row["product_id"] == "5"
+    assert row["timestamp"] == berlin  # a contract column in a dtype the contract converts exactly: kept
+    assert row["product_id"] == 5
+    assert row["seen_at"] == "2026-03-01T11:00:00.000000+00:00"  # not a contract column: UTC text
     assert row["tags"] == '["a","b"]'
+
+
+def test_a_column_typed_in_one_file_and_text_in_another_is_stacked_as_text() -> None:
+    typed = parsed("a.parquet", parquet_bytes(pl.DataFrame({"timestamp": [dt.datetime(2026, 3, 1, 12, 0)]})))
+    text = parsed("b.jsonl", b'{"timestamp": "2026-03-01T13:00:00Z"}\n')
+    stacked = stack_records([typed.records, text.records])
+    assert stacked["timestamp"].to_list() == ["2026-03-01T12:00:00.000000+00:00", "2026-03-01T13:00:00Z"]
 
 
 def test_column_names_are_trimmed_lowercased_and_reserved_names_kept_aside() -> None:

@@ -104,6 +104,35 @@ def event_dtypes() -> pl.Schema:
     return pl.Schema({name: col.dtype.type for name, col in EventRecord.to_schema().columns.items()})
 
 
+# Typed input (Parquet) whose values convert exactly to the contract's dtype is used as it is: reading it
+# as text and parsing it back gave the same values at a fifth of the transform's cost. Float32 is not
+# here: as text it reads back as the shortest decimal (0.1), as a cast as 0.10000000149.
+_EXACT_INPUT_DTYPES: Final[dict[str, tuple[type[pl.DataType], ...]]] = {
+    "product_id": (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32),
+    "price": (pl.Float64,),
+}
+
+
+def keeps_type(name: str, dtype: pl.DataType) -> bool:
+    """Whether an input column of this contract name and dtype needs no parsing (see `typed_value`).
+
+    Timestamps qualify in micro- or milliseconds, with or without a time zone (none reads as UTC,
+    as for text); nanoseconds go through text, which keeps microseconds as the text path always did.
+    """
+    if name == "timestamp":
+        return isinstance(dtype, pl.Datetime) and dtype.time_unit in ("us", "ms")
+    return any(dtype == exact for exact in _EXACT_INPUT_DTYPES.get(name, ()))
+
+
+def typed_value(name: str, dtype: pl.DataType) -> pl.Expr:
+    """An input column that `keeps_type` accepted, as the contract's dtype."""
+    column = pl.col(name)
+    if isinstance(dtype, pl.Datetime):
+        utc = column.dt.replace_time_zone("UTC") if dtype.time_zone is None else column.dt.convert_time_zone("UTC")
+        return utc.cast(UTC_DATETIME)
+    return column.cast(event_dtypes()[name])
+
+
 def column_descriptions() -> dict[str, str]:
     """Human descriptions for the UI's column schema."""
     return {

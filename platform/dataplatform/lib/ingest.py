@@ -43,6 +43,7 @@ from dataplatform.lib.readers import (
     read_landing_file,
     read_pieces,
     reads_in_pieces,
+    stack_records,
 )
 from dataplatform.lib.transform import QUARANTINE_SCHEMA, transform
 
@@ -155,7 +156,7 @@ def _read_files(
 def _stack(frames: list[pl.DataFrame], schema: pl.Schema) -> pl.DataFrame:
     if not frames:
         return pl.DataFrame(schema=schema)
-    return pl.concat(frames, how="diagonal_relaxed")
+    return stack_records(frames)
 
 
 def _rejections_as_quarantine(rejected: list[FileRejection]) -> pl.DataFrame:

@@ -1,9 +1,11 @@
-"""Turn the bytes of one landing file into a frame of text columns, one row per input record.
+"""Turn the bytes of one landing file into a frame of records, one row per input record.
 
-Every value is read as text so that files of any producer concatenate into one batch and
-the contract (not the reader) decides what a value means. Each row carries `source_file`
-and `source_row` (1-based line number for JSONL, record number for CSV and Parquet).
-A file that cannot be read at all becomes a `FileRejection` with a reason code instead.
+Values are read as text so that the contract (not the reader) decides what a value means. The one
+exception is typed input (Parquet) in a column the contract names whose dtype converts exactly to the
+contract's (`contract.keeps_type`): it keeps its type, and `stack_records` turns it into text only where
+another file of the batch sent that column as text. Each row carries `source_file` and `source_row`
+(1-based line number for JSONL, record number for CSV and Parquet). A file that cannot be read at all
+becomes a `FileRejection` with a reason code instead.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import IO, cast
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from dataplatform.lib.contract import keeps_type
 
 SUPPORTED_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz", ".csv", ".csv.gz", ".parquet")
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -257,9 +261,7 @@ def _parquet_batches(spool: IO[bytes], size: int, piece_bytes: int) -> Iterator[
     row_bytes = size * PARQUET_EXPANSION_ESTIMATE / max(1, parquet.metadata.num_rows)
     first_row = 1
     for batch in parquet.iter_batches(batch_size=max(1, int(piece_bytes / max(row_bytes, 1.0)))):
-        frame = pl.DataFrame(pl.from_arrow(batch))
-        text = frame.select(_as_text(name, frame.schema[name]) for name in frame.columns)
-        yield _numbered(_normalize_names(text), first_row)
+        yield _numbered(_contract_input(pl.DataFrame(pl.from_arrow(batch))), first_row)
         first_row += batch.num_rows
 
 
@@ -309,16 +311,39 @@ def _read_csv(payload: bytes) -> pl.DataFrame | str:
 
 def _read_parquet(payload: bytes) -> pl.DataFrame | str:
     try:
-        frame = pl.read_parquet(io.BytesIO(payload))
         # Hardening fix: the conversion to text is inside the try, since a Binary column holding
         # invalid UTF-8 raised out of the reader (failing the whole batch) instead of rejecting the file.
-        text = frame.select(_as_text(name, frame.schema[name]) for name in frame.columns)
+        records = _contract_input(pl.read_parquet(io.BytesIO(payload)))
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
         return str(exc)
-    return _numbered(_normalize_names(text))
+    return _numbered(records)
 
 
-def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
+def _contract_input(frame: pl.DataFrame) -> pl.DataFrame:
+    """Normalized names; every column as text but those whose type the contract keeps."""
+    frame = _normalize_names(frame)
+    return frame.select(
+        pl.col(name) if keeps_type(name, dtype) else as_text(name, dtype) for name, dtype in frame.schema.items()
+    )
+
+
+def stack_records(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """One frame of the records of several files; a column typed in one file and text in another is text."""
+    dtypes: dict[str, set[pl.DataType]] = {}
+    for frame in frames:
+        for name, dtype in frame.schema.items():
+            dtypes.setdefault(name, set()).add(dtype)
+    mixed = {name for name, seen in dtypes.items() if len(seen) > 1}
+    if mixed:
+        frames = [
+            frame.with_columns(as_text(name, dtype) for name, dtype in frame.schema.items() if name in mixed)
+            for frame in frames
+        ]
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def as_text(name: str, dtype: pl.DataType) -> pl.Expr:
+    """A column of any dtype as the text the contract parses back to the same value."""
     column = pl.col(name)
     if isinstance(dtype, pl.Datetime):
         # Text that the contract parses back exactly: ISO-8601 in UTC with an explicit offset.

@@ -1,8 +1,9 @@
-"""The one transform both ingestion modes share: text records in, valid events and quarantine out.
+"""The one transform both ingestion modes share: records in, valid events and quarantine out.
 
 Steps, all columnar over the whole batch:
 1. map input names to the contract (aliases), pack unknown columns into `extras` (JSON);
-2. parse text into the contract's dtypes, noting values that were present but unparseable;
+2. parse text into the contract's dtypes, noting values that were present but unparseable (typed
+   input the contract keeps, see `readers`, is only converted);
 3. derive a content-based `event_id` where the producer sent none;
 4. validate with the Pandera contract and turn its failure cases into per-row reason codes;
 5. split valid rows from quarantined ones; of rows repeating an `event_id`, the first wins: a repeat
@@ -28,7 +29,9 @@ from dataplatform.lib.contract import (
     UTC_DATETIME,
     EventRecord,
     event_dtypes,
+    typed_value,
 )
+from dataplatform.lib.readers import as_text
 
 TEXT_COLUMNS = ("event_id", "user_id", "event_type", "category", "brand", "session_id")
 ROW = "_row"
@@ -75,34 +78,32 @@ class TransformResult:
     quarantine: pl.DataFrame  # QUARANTINE_SCHEMA; event_date left null for the caller to set
     rows_in: int
     duplicates: int  # valid rows dropped because an earlier row had the same event_id and content
-    text_records: pl.DataFrame  # the input, to quarantine rows later found to conflict with a held event
+    records: pl.DataFrame  # the input, to quarantine rows later found to conflict with a held event
 
     def conflict_quarantine(self, conflicts: pl.DataFrame) -> pl.DataFrame:
         """Quarantine rows for valid rows whose event_id another record holds with other content.
 
         `conflicts`: source_file, source_row of the losing rows, and kept_batch, kept_file, kept_row.
         """
-        return _conflict_quarantine(self.text_records, conflicts)
+        return _conflict_quarantine(self.records, conflicts)
 
 
-def _raw_columns(text_records: pl.DataFrame) -> list[str]:
-    return [name for name in text_records.columns if name not in RECORD_COLUMNS]
-
-
-def _raw_record(text_records: pl.DataFrame) -> pl.Expr:
+def _raw_record(records: pl.DataFrame) -> pl.Expr:
     # The raw record keeps the producer's own column names, so a replay after a contract fix
     # (a new alias, say) is read exactly as the original was.
-    raw_columns = _raw_columns(text_records)
-    return (json_object(raw_columns).fill_null("{}") if raw_columns else pl.lit("{}")).alias("raw_record")
+    raw_columns = [name for name in records.columns if name not in RECORD_COLUMNS]
+    if not raw_columns:
+        return pl.lit("{}").alias("raw_record")
+    return json_object(raw_columns, records.schema).fill_null("{}").alias("raw_record")
 
 
-def _conflict_quarantine(text_records: pl.DataFrame, conflicts: pl.DataFrame) -> pl.DataFrame:
+def _conflict_quarantine(records: pl.DataFrame, conflicts: pl.DataFrame) -> pl.DataFrame:
     key = ["source_file", "source_row"]
     kept = pl.struct(
         pl.col("kept_batch").alias("batch_id"), pl.col("kept_file").alias("source_file"),
         pl.col("kept_row").alias("source_row"),
     )  # fmt: skip
-    raw = text_records.join(conflicts.select(key), on=key, how="semi")
+    raw = records.join(conflicts.select(key), on=key, how="semi")
     return (
         conflicts.join(raw.select(*key, _raw_record(raw)), on=key, how="left")
         .select(
@@ -122,19 +123,20 @@ def apply_aliases(records: pl.DataFrame) -> pl.DataFrame:
     frame = records
     for alias, name in COLUMN_ALIASES.items():
         if alias in frame.columns:
-            # A file may mix both names (producers change); the contract's name wins per row.
-            merged = pl.coalesce(name, alias) if name in frame.columns else pl.col(alias)
+            # A file may mix both names (producers change); the contract's name wins per row. Aliases are
+            # always text: a typed contract column merged with one is merged as text.
+            merged = pl.coalesce(as_text(name, frame.schema[name]), alias) if name in frame.columns else pl.col(alias)
             frame = frame.with_columns(merged.alias(name)).drop(alias)
     known = set(CONTRACT_COLUMNS) | set(RECORD_COLUMNS)
     unknown = [name for name in frame.columns if name not in known]
     packed = [*unknown, "extras"] if "extras" in frame.columns else unknown
-    extras = json_object(packed).alias("extras") if packed else pl.lit(None, dtype=pl.String).alias("extras")
+    extras = (json_object(packed, frame.schema) if packed else pl.lit(None, dtype=pl.String)).alias("extras")
     missing = [pl.lit(None, dtype=pl.String).alias(name) for name in CONTRACT_COLUMNS if name not in frame.columns]
     return frame.with_columns(*missing).with_columns(extras).select(*CONTRACT_COLUMNS, *RECORD_COLUMNS)
 
 
-def json_object(columns: list[str]) -> pl.Expr:
-    """The row's non-null text columns as one JSON object, keys sorted (null when there are none).
+def json_object(columns: list[str], schema: pl.Schema) -> pl.Expr:
+    """The row's non-null columns as one JSON object of text values, keys sorted (null when there are none).
 
     Hardening fix: a struct's JSON also named, as null, every column of every other file in the
     batch, in the batch's column order, so a record's `extras` (and quarantined `raw_record`)
@@ -142,7 +144,8 @@ def json_object(columns: list[str]) -> pl.Expr:
     """
     fields = []
     for name in sorted(columns):
-        encoded = pl.struct(pl.col(name).alias("v")).struct.json_encode()  # {"v":<value>}
+        text = pl.col(name) if schema[name] == pl.String else as_text(name, schema[name])
+        encoded = pl.struct(text.alias("v")).struct.json_encode()  # {"v":<value>}
         value = encoded.str.slice(5, encoded.str.len_chars() - 6)
         fields.append(
             pl.when(pl.col(name).is_not_null()).then(pl.lit(json.dumps(name, ensure_ascii=False) + ":") + value)
@@ -180,23 +183,27 @@ def _parse_integer(text: pl.Expr) -> pl.Expr:
     return pl.coalesce(text.cast(pl.Int64, strict=False), integral.then(as_float).cast(pl.Int64, strict=False))
 
 
-def parse_records(text_records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Parse text columns into contract dtypes. Returns (typed frame, reasons: unparseable or structured)."""
-    stripped = text_records.with_columns(
-        pl.col(name).str.strip_chars()
-        for name in (*CONTRACT_COLUMNS[:-1],)  # extras is JSON: keep as is
-    ).with_columns(pl.col("event_type").str.to_lowercase())
+def parse_records(records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Parse text columns into contract dtypes (typed ones are converted). Returns (typed frame, reasons:
+    unparseable or structured)."""
+    text = [name for name in CONTRACT_COLUMNS[:-1] if records.schema[name] == pl.String]  # extras is JSON: as is
+    stripped = records.with_columns(pl.col(name).str.strip_chars() for name in text)
+    stripped = stripped.with_columns(pl.col("event_type").str.to_lowercase())
     # Empty optional text means "absent"; empty user_id stays empty so the contract can name it.
     absent_when_empty = [name for name in ("event_id", "category", "brand", "session_id") if name in stripped.columns]
     stripped = stripped.with_columns(
         pl.when(pl.col(name) == "").then(None).otherwise(pl.col(name)).alias(name) for name in absent_when_empty
     )
-    parsed_exprs = {
+    text_parsers = {
         "timestamp": pl.col("timestamp").str.to_datetime(
             CANONICAL_TIMESTAMP_FORMAT, strict=False, time_zone="UTC", time_unit="us"
         ),
         "product_id": _parse_integer(pl.col("product_id")),
         "price": pl.col("price").cast(pl.Float64, strict=False),
+    }
+    parsed_exprs = {
+        name: parser if name in text else typed_value(name, records.schema[name])
+        for name, parser in text_parsers.items()
     }
     # Parse once into side columns, flag text that was present but did not parse, then swap.
     parsed = stripped.with_row_index(ROW).with_columns(
@@ -204,23 +211,25 @@ def parse_records(text_records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFram
     )
     # Timestamps the canonical format did not read go through every accepted form (a few per batch,
     # usually): the full parser costs three times the canonical one on every row.
-    others = parsed.filter(pl.col(f"timestamp{PARSED}").is_null() & pl.col("timestamp").is_not_null())
-    if others.height:
-        reparsed = others.select(ROW, _parse_timestamp(pl.col("timestamp")).alias(f"timestamp{PARSED}"))
-        parsed = parsed.update(reparsed, on=ROW)
+    if "timestamp" in text:
+        others = parsed.filter(pl.col(f"timestamp{PARSED}").is_null() & pl.col("timestamp").is_not_null())
+        if others.height:
+            reparsed = others.select(ROW, _parse_timestamp(pl.col("timestamp")).alias(f"timestamp{PARSED}"))
+            parsed = parsed.update(reparsed, on=ROW)
+    failed = [
+        pl.when(pl.col(name).is_not_null() & (pl.col(name) != "") & pl.col(f"{name}{PARSED}").is_null())
+        .then(pl.lit(f"{name}:unparseable"))
+        .alias(name)
+        for name in parsed_exprs
+        if name in text
+    ]
     unparseable = (
-        parsed.select(
-            ROW,
-            *[
-                pl.when(pl.col(name).is_not_null() & (pl.col(name) != "") & pl.col(f"{name}{PARSED}").is_null())
-                .then(pl.lit(f"{name}:unparseable"))
-                .alias(name)
-                for name in parsed_exprs
-            ],
-        )
+        parsed.select(ROW, *failed)
         .unpivot(index=ROW, value_name="reason")
         .drop_nulls("reason")
         .select(ROW, "reason", pl.col("variable").alias("column"))
+        if failed
+        else pl.DataFrame(schema={ROW: pl.Int64, "reason": pl.String, "column": pl.String})
     )
     typed = parsed.drop(list(parsed_exprs)).rename({f"{name}{PARSED}": name for name in parsed_exprs})
     return typed, pl.concat([unparseable, structured_reasons(typed)])
@@ -234,8 +243,11 @@ def structured_reasons(typed: pl.DataFrame) -> pl.DataFrame:
     with a bracket (`[unbranded]`) is not valid JSON and stays text.
     """
     columns = [name for name in TEXT_COLUMNS if name in typed.columns]
+    bracketed = [pl.col(name).str.contains(r"^[\[{]") for name in columns]
+    # Rows are narrowed before the unpivot: almost none holds a bracket, and unpivoting every row cost more.
     candidates = (
-        typed.select(ROW, *columns)
+        typed.filter(pl.any_horizontal(bracketed))
+        .select(ROW, *columns)
         .unpivot(index=ROW, variable_name="column", value_name="text")
         .filter(pl.col("text").str.contains(r"^[\[{]"))
     )
@@ -311,9 +323,9 @@ def contract_reasons(
     return frame
 
 
-def transform(text_records: pl.DataFrame, malformed: pl.DataFrame) -> TransformResult:
-    """Apply the contract to a batch of text records (plus lines that were not records at all)."""
-    frame = apply_aliases(text_records)
+def transform(records: pl.DataFrame, malformed: pl.DataFrame) -> TransformResult:
+    """Apply the contract to a batch of records (plus lines that were not records at all)."""
+    frame = apply_aliases(records)
     typed, unparseable = parse_records(frame)
     typed = derive_event_ids(typed)
     contract = contract_reasons(typed)
@@ -328,7 +340,7 @@ def transform(text_records: pl.DataFrame, malformed: pl.DataFrame) -> TransformR
 
     quarantined = pl.concat(
         [
-            text_records.with_row_index(ROW)
+            records.with_row_index(ROW)
             .with_columns(pl.col(ROW).cast(pl.Int64))
             .join(reasons, on=ROW, how="inner")
             .join(typed.select(ROW, pl.col("timestamp").dt.date().alias("claimed_date")), on=ROW, how="left")
@@ -337,12 +349,12 @@ def transform(text_records: pl.DataFrame, malformed: pl.DataFrame) -> TransformR
                 "source_file",
                 "source_row",
                 "reasons",
-                _raw_record(text_records),
+                _raw_record(records),
                 pl.lit(None, dtype=pl.Date).alias("event_date"),
                 "claimed_date",
                 pl.lit(None, dtype=pl.String).alias("detail"),
             ),
-            _conflict_quarantine(text_records, conflicts),
+            _conflict_quarantine(records, conflicts),
             malformed.select(
                 "source_file",
                 "source_row",
@@ -356,7 +368,7 @@ def transform(text_records: pl.DataFrame, malformed: pl.DataFrame) -> TransformR
         how="vertical_relaxed",
     ).select(list(QUARANTINE_SCHEMA))
     rows_in = typed.height + malformed.height
-    return TransformResult(unique, quarantined, rows_in, duplicates, text_records)
+    return TransformResult(unique, quarantined, rows_in, duplicates, records)
 
 
 def split_repeats(valid: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]:
@@ -366,11 +378,15 @@ def split_repeats(valid: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]
     this batch), kept_file, kept_row.
     """
     first = pl.col("event_id").is_first_distinct()
-    unique = valid.filter(first)
     # Content is compared only among rows whose event_id repeats (a handful per batch): a window per
-    # column over every row's event_id cost more than the rest of the transform together.
+    # column over every row's event_id cost more than the rest of the transform together. Repeats are
+    # found with one count per id (a third of the cost of is_first_distinct plus is_duplicated over
+    # every row); which of them came first is only asked among them.
     same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(c).first().over("event_id")) for c in CONTENT_COLUMNS)
-    repeated = valid.filter(pl.col("event_id").is_duplicated()).with_columns(first.alias("_first"), same.alias("_same"))
+    marked = valid.with_row_index("_index").with_columns((pl.len().over("event_id") > 1).alias("_repeated"))
+    repeated = marked.filter(pl.col("_repeated")).with_columns(first.alias("_first"), same.alias("_same"))
+    later = repeated.filter(~pl.col("_first"))["_index"]
+    unique = marked.filter(~pl.col("_index").is_in(later.implode())).drop("_index", "_repeated")
     kept = repeated.filter(pl.col("_first")).select(
         "event_id", pl.col("source_file").alias("kept_file"), pl.col("source_row").alias("kept_row")
     )

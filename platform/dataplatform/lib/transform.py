@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import duckdb
 import pandera.polars as pa
 import polars as pl
 
@@ -32,6 +31,7 @@ from dataplatform.lib.contract import (
     typed_value,
 )
 from dataplatform.lib.readers import as_text
+from dataplatform.lib.warehouse import scratch
 
 TEXT_COLUMNS = ("event_id", "user_id", "event_type", "category", "brand", "session_id")
 ROW = "_row"
@@ -253,7 +253,7 @@ def structured_reasons(typed: pl.DataFrame) -> pl.DataFrame:
     )
     if candidates.height == 0:
         return pl.DataFrame(schema={ROW: pl.Int64, "reason": pl.String, "column": pl.String})
-    with duckdb.connect() as con:
+    with scratch() as con:
         con.register("candidates", candidates)
         # json_type only where json_valid: it raises on text that is not JSON.
         structured = con.sql(
@@ -283,7 +283,7 @@ def derive_event_ids(typed: pl.DataFrame) -> pl.DataFrame:
     )
     keys = typed.select(pl.when(pl.col("event_id").is_null()).then(content).alias("content"))
     # DuckDB's sha256 is vectorized and, unlike Polars' hash(), stable across releases.
-    with duckdb.connect() as con:
+    with scratch() as con:
         con.register("event_keys", keys)
         hashed = con.sql(
             "SELECT CASE WHEN content IS NULL THEN NULL ELSE 'h' || left(sha256(content), 31) END AS derived"

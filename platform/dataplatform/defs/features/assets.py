@@ -9,7 +9,7 @@ from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL, daily_part
 from dataplatform.defs.common.keys import FEATURE_DISTRIBUTIONS, TRAINING_EXAMPLES, WAREHOUSE_EVENTS
 from dataplatform.defs.resources import LakehouseResource
 from dataplatform.lib import features, featurestore, lakeread, warehouse
-from dataplatform.lib.quality import check_contract, markdown_table
+from dataplatform.lib.quality import ContractReport, check_contract, markdown_table
 
 HISTORY_DAYS = features.DEFAULT_HISTORY.days
 HORIZON = features.DEFAULT_HORIZON
@@ -70,17 +70,13 @@ def training_examples(context: dg.AssetExecutionContext, lakehouse: LakehouseRes
             "path": location,
             "input_batches": inputs["batch_id"].n_unique(),
         },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="examples_conform",
-                passed=report.passed,
-                metadata={
-                    "failing_rows": report.failing_rows,
-                    "failures": dg.MetadataValue.md(markdown_table(report.reasons)),
-                },
-            )
-        ],
+        check_results=[_examples_conform(report)],
     )
+
+
+def _examples_conform(report: ContractReport) -> dg.AssetCheckResult:
+    metadata = {"failing_rows": report.failing_rows, "failures": dg.MetadataValue.md(markdown_table(report.reasons))}
+    return dg.AssetCheckResult(check_name="examples_conform", passed=report.passed, metadata=metadata)
 
 
 @dg.asset(

@@ -310,15 +310,7 @@ def challenger_model(
     fingerprint, train, holdout, window = _load_sets(context, lakehouse)
     registry = models.registry()
     started = time.perf_counter()
-    trained = train_model(
-        train,
-        feature_columns=features.FEATURE_COLUMNS,
-        categorical_columns=features.CATEGORICAL_FEATURES,
-        # One thread: other runs share the 2 cores, and the booster's spinning workers then fight
-        # each other (measured: 1M rows in 12 s on one thread, 80-105 s on two under load).
-        n_threads=1,
-        weight="weight",
-    )
+    trained = _train(train)
     scored = evaluate(trained, holdout)
     importance = permutation_importance(trained, holdout)
     seconds = time.perf_counter() - started
@@ -339,6 +331,18 @@ def challenger_model(
     trained_on = featurestore.example_days(lakehouse.lake())[-1]
     return dg.MaterializeResult(
         metadata=_challenger_metadata(retrain, recent, trained_on), check_results=[_challenger_check(retrain)]
+    )
+
+
+def _train(train: pl.DataFrame) -> TrainedModel:
+    return train_model(
+        train,
+        feature_columns=features.FEATURE_COLUMNS,
+        categorical_columns=features.CATEGORICAL_FEATURES,
+        # One thread: other runs share the 2 cores, and the booster's spinning workers then fight
+        # each other (measured: 1M rows in 12 s on one thread, 80-105 s on two under load).
+        n_threads=1,
+        weight="weight",
     )
 
 

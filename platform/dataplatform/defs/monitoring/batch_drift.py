@@ -62,20 +62,31 @@ def batch_drift(
     examples = _batch_examples(lake, batch, days)
     if examples.height == 0:
         return dg.MaterializeResult(metadata={"status": "the batch has no product views", "batch_id": batch_id})
-    columns = list(DRIFT_FEATURES)
-    with lakehouse.connect() as con:
-        con.sql(MONITORING_SQL)
-        thresholds = champion_thresholds(con, champion.version, reference, examples.height, DRIFT_FEATURES)
-        results = drift.compare(reference.select(columns), examples.select(columns), thresholds=thresholds)
-        table = drift_table(
-            results, event_date=days[-1], dataset=f"batch:{batch_id}", thresholds_version=thresholds.version
-        )
-        warehouse.replace_rows(con, "distribution_drift", table, ["event_date", "dataset", "column_name"])
+    table, results, thresholds = _judge_batch(lakehouse, champion.version, reference, examples, batch_id, days[-1])
     drifted = table.filter(pl.col("drifted"))["column_name"].to_list()
     context.log.info(f"batch {batch_id}: {examples.height} examples, drifted: {', '.join(drifted) or 'none'}")
     return dg.MaterializeResult(
         metadata=_batch_metadata(batch_id, examples.height, table, results, champion.version, thresholds.version)
     )
+
+
+def _judge_batch(
+    lakehouse: LakehouseResource,
+    champion: str,
+    reference: pl.DataFrame,
+    examples: pl.DataFrame,
+    batch_id: str,
+    day: dt.date,
+) -> tuple[pl.DataFrame, list[drift.ColumnDrift], drift.Thresholds]:
+    """Compare the batch's examples with the champion's training set at the batch's size; record the rows."""
+    columns = list(DRIFT_FEATURES)
+    with lakehouse.connect() as con:
+        con.sql(MONITORING_SQL)
+        thresholds = champion_thresholds(con, champion, reference, examples.height, DRIFT_FEATURES)
+        results = drift.compare(reference.select(columns), examples.select(columns), thresholds=thresholds)
+        table = drift_table(results, event_date=day, dataset=f"batch:{batch_id}", thresholds_version=thresholds.version)
+        warehouse.replace_rows(con, "distribution_drift", table, ["event_date", "dataset", "column_name"])
+    return table, results, thresholds
 
 
 def _batch_metadata(

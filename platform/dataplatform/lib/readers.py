@@ -29,7 +29,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dataplatform.lib.contract import keeps_type
+from dataplatform.lib.contract import in_utc, keeps_type
 from dataplatform.lib.warehouse import scratch
 
 SUPPORTED_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz", ".csv", ".csv.gz", ".parquet")
@@ -349,8 +349,7 @@ def as_text(name: str, dtype: pl.DataType) -> pl.Expr:
     column = pl.col(name)
     if isinstance(dtype, pl.Datetime):
         # Text that the contract parses back exactly: ISO-8601 in UTC with an explicit offset.
-        utc = column.dt.replace_time_zone("UTC") if dtype.time_zone is None else column.dt.convert_time_zone("UTC")
-        return utc.dt.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00").alias(name)
+        return in_utc(name, dtype).dt.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00").alias(name)
     if isinstance(dtype, pl.Struct | pl.List | pl.Array):
         # JSON text for nested values: wrap in a one-field struct, encode, strip the wrapper.
         encoded = pl.struct(column.alias("v")).struct.json_encode()

@@ -25,6 +25,7 @@ from dagster._serdes import serialize_value
 
 from dataplatform.defs.ingestion.assets import landing_events
 from dataplatform.defs.monitoring.alerts import check_failure_alert, run_failure_alert
+from dataplatform.lib import tables
 from factories import event, jsonl_bytes, write_landing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,12 +40,18 @@ QUERY_METHODS = {"sql", "execute", "executemany", "query"}
 # module -> expression formatted into SQL -> why it is a code constant and never data.
 ALLOWED_IN_SQL: dict[str, dict[str, str]] = {
     "lib/warehouse.py": {
-        "table": "batch_transaction: the constant BATCH_TABLES; replace_rows: the literal each caller passes"
-        " (test_sql_helpers_get_literal_names)",
-        "keys": "replace_rows: the quoted literal key columns each caller passes",
+        "table": "batch_transaction: the constant BATCH_TABLES",
+        "table.name": "replace_rows, replace_day: a table declared in lib/tables.py; every caller passes a"
+        " tables.<CONSTANT> (test_sql_helpers_get_literal_names)",
+        "keys": "replace_rows: the declared key columns of that table, quoted",
         "name": "table_counts: a constant tuple of table names",
         "column": "SAME_CONTENT_SQL: from the constant CONTRACT_COLUMNS",
         "SAME_CONTENT_SQL": "module constant built from CONTRACT_COLUMNS",
+    },
+    "lib/tables.py": {
+        "self.name": "a table's name, from a declaration in this module",
+        "name": "a column's name, from a declaration in this module",
+        "duckdb_type(self.columns[name])": "a type name from duckdb_type's fixed mapping",
     },
     "lib/features.py": {
         "_VIEW": "module constant \"event_type = 'view'\"",
@@ -66,7 +73,7 @@ ALLOWED_IN_SQL: dict[str, dict[str, str]] = {
     },
 }
 # Queries passed by name: module constants, and the parameters of two helpers whose callers are checked.
-ALLOWED_QUERY_NAMES = {"SCHEMA_SQL", "MONITORING_SQL", "MODEL_DECISIONS_SQL", "SELECT_SQL", "QUARANTINE_ROWS_SQL"}
+ALLOWED_QUERY_NAMES = {"tables.SCHEMA_SQL", "SELECT_SQL", "QUARANTINE_ROWS_SQL"}
 # sqlshell's `_fetch` runs an analyst's own statement: on a read-only connection, after split_statements
 # refused every kind that writes (tested in test_sql_shell.py).
 ALLOWED_QUERY_PARAMETERS = {("scalar", "sql"), ("_run", "sql"), ("_fetch", "statement")}
@@ -145,7 +152,7 @@ def test_every_query_is_a_literal_a_constant_or_a_checked_fstring() -> None:
             ok = (
                 (isinstance(query, ast.Constant) and isinstance(query.value, str))
                 or (isinstance(query, ast.JoinedStr) and bool(SQL_WORDS.search(literal_text(query))))
-                or (isinstance(query, ast.Name) and query.id in ALLOWED_QUERY_NAMES)
+                or (isinstance(query, ast.Name | ast.Attribute) and ast.unparse(query) in ALLOWED_QUERY_NAMES)
                 or (isinstance(query, ast.Name) and (enclosing.get(id(call)), query.id) in ALLOWED_QUERY_PARAMETERS)
             )
             if not ok:
@@ -160,12 +167,15 @@ def test_sql_helpers_get_literal_names() -> None:
     def is_text(node: ast.AST) -> bool:
         return isinstance(node, ast.Constant) and isinstance(node.value, str)
 
-    replace_calls = [c for tree in trees.values() for c in calls_named(tree, "replace_rows")]
+    declared = {name for name, value in vars(tables).items() if isinstance(value, tables.Table)}
+    replace_calls = [
+        c for tree in trees.values() for name in ("replace_rows", "replace_day") for c in calls_named(tree, name)
+    ]
     assert replace_calls
     for call in replace_calls:
-        table, keys = call.args[1], call.args[3]
-        assert is_text(table), ast.unparse(call)
-        assert isinstance(keys, ast.List) and all(is_text(k) for k in keys.elts), ast.unparse(call)
+        table = call.args[1]
+        assert isinstance(table, ast.Attribute) and ast.unparse(table.value) == "tables", ast.unparse(call)
+        assert table.attr in declared, ast.unparse(call)
     frames = calls_named(trees["lib/features.py"], "_frame")
     assert frames
     for call in frames:

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 from threadpoolctl import threadpool_limits
 
-from dataplatform.lib import drift, warehouse
+from dataplatform.lib import drift, tables, warehouse
 from dataplatform.lib.quality import BandStatus
 
 # scikit-learn and matplotlib are imported where they are used: together they take over a second to
@@ -279,5 +279,5 @@ def champion_thresholds(
     )
     row = {"champion": champion, "size_bucket": size_bucket, "version": thresholds.version,
            "thresholds": json.dumps(thresholds.to_dict(), default=str)}  # fmt: skip
-    warehouse.replace_rows(con, "drift_thresholds", pl.DataFrame([row]), ["champion", "size_bucket"])
+    warehouse.replace_rows(con, tables.DRIFT_THRESHOLDS, pl.DataFrame([row]))
     return thresholds

@@ -18,181 +18,15 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from dataplatform.lib import tables
 from dataplatform.lib.contract import CONTRACT_COLUMNS
 
-SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS events (
-    event_id VARCHAR NOT NULL,
-    user_id VARCHAR NOT NULL,
-    "timestamp" TIMESTAMPTZ NOT NULL,
-    event_type VARCHAR NOT NULL,
-    product_id BIGINT,
-    category VARCHAR,
-    brand VARCHAR,
-    price DOUBLE,
-    session_id VARCHAR,
-    extras VARCHAR,
-    source_file VARCHAR NOT NULL,
-    source_row BIGINT NOT NULL,
-    event_date DATE NOT NULL,
-    batch_id VARCHAR NOT NULL,
-    ingested_at TIMESTAMPTZ NOT NULL
-);
-CREATE TABLE IF NOT EXISTS quarantine (
-    batch_id VARCHAR NOT NULL,
-    source_file VARCHAR NOT NULL,
-    source_row BIGINT,
-    reasons VARCHAR[] NOT NULL,
-    raw_record VARCHAR,
-    event_date DATE,  -- the day it counts on: its partition (history) or arrival day (stream)
-    claimed_date DATE,  -- the day of its own timestamp, when that parsed
-    detail VARCHAR,  -- JSON context of a reason (the record an event_id:conflict lost to)
-    quarantined_at TIMESTAMPTZ NOT NULL
-);
--- Warehouses created before claimed_date and detail existed.
-ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS claimed_date DATE;
-ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS detail VARCHAR;
-CREATE TABLE IF NOT EXISTS ingest_batches (
-    batch_id VARCHAR PRIMARY KEY,
-    mode VARCHAR NOT NULL,
-    partition_key VARCHAR,
-    run_id VARCHAR,
-    files VARCHAR[] NOT NULL,
-    files_redelivered VARCHAR[] NOT NULL,
-    files_rejected INTEGER NOT NULL,
-    rows_in BIGINT NOT NULL,
-    rows_valid BIGINT NOT NULL,
-    rows_quarantined BIGINT NOT NULL,
-    rows_duplicate BIGINT NOT NULL,
-    rows_duplicate_in_batch BIGINT NOT NULL,
-    rows_duplicate_existing BIGINT NOT NULL,
-    started_at TIMESTAMPTZ NOT NULL,
-    committed_at TIMESTAMPTZ NOT NULL,
-    read_seconds DOUBLE,
-    transform_seconds DOUBLE,
-    write_seconds DOUBLE
-);
--- Batches committing piece by piece (large files) until their audit row is in; see BatchTransaction.
-CREATE TABLE IF NOT EXISTS open_batches (batch_id VARCHAR PRIMARY KEY, opened_at TIMESTAMPTZ NOT NULL);
-CREATE TABLE IF NOT EXISTS ingested_files (
-    source_file VARCHAR NOT NULL,
-    identity VARCHAR NOT NULL,
-    content_sha256 VARCHAR NOT NULL,
-    size_bytes BIGINT NOT NULL,
-    batch_id VARCHAR NOT NULL,
-    status VARCHAR NOT NULL,  -- ingested | redelivered | rejected
-    recorded_at TIMESTAMPTZ NOT NULL,
-    landed_at TIMESTAMPTZ  -- when the file landed (its modification time), for plausibility of arrival
-);
-ALTER TABLE ingested_files ADD COLUMN IF NOT EXISTS landed_at TIMESTAMPTZ;
-CREATE TABLE IF NOT EXISTS daily_event_profile (
-    event_date DATE PRIMARY KEY,
-    events BIGINT NOT NULL,
-    quarantined BIGINT NOT NULL,
-    quarantine_rate DOUBLE NOT NULL,
-    users BIGINT NOT NULL,
-    events_view BIGINT NOT NULL,
-    events_cart BIGINT NOT NULL,
-    events_remove_from_cart BIGINT NOT NULL,
-    events_purchase BIGINT NOT NULL,
-    profiled_at TIMESTAMPTZ NOT NULL
-);
-CREATE TABLE IF NOT EXISTS distribution_drift (
-    event_date DATE NOT NULL,
-    dataset VARCHAR NOT NULL,
-    column_name VARCHAR NOT NULL,
-    method VARCHAR,
-    statistic DOUBLE,
-    p_value DOUBLE,
-    effect_metric VARCHAR,
-    effect_size DOUBLE,
-    threshold DOUBLE,
-    drifted BOOLEAN NOT NULL,
-    null_share_shift DOUBLE,
-    unseen_categories DOUBLE,
-    n_reference BIGINT,
-    n_current BIGINT,
-    reason VARCHAR,
-    thresholds_version VARCHAR,
-    computed_at TIMESTAMPTZ NOT NULL
-);
--- Records that passed the contract but not the plausibility rules (lib/plausibility.py), kept beside
--- `events` (which stays the contract's record) and replaced whole when a day is judged again.
-CREATE TABLE IF NOT EXISTS suspect_events (
-    event_id VARCHAR NOT NULL,
-    event_date DATE NOT NULL,
-    reasons VARCHAR[] NOT NULL,
-    batch_id VARCHAR,
-    source_file VARCHAR,
-    bands_version VARCHAR NOT NULL,
-    judged_at TIMESTAMPTZ NOT NULL
-);
-CREATE TABLE IF NOT EXISTS daily_plausibility (
-    event_date DATE PRIMARY KEY,
-    events BIGINT NOT NULL,
-    suspect BIGINT NOT NULL,
-    suspect_share DOUBLE NOT NULL,
-    bands_version VARCHAR NOT NULL,
-    judged_at TIMESTAMPTZ NOT NULL
-);
--- Each finished day's volumes against their weekday-adjusted bands (warehouse/events' volume_in_band);
--- an abrupt, transient volume anomaly makes a day suspect (lib/suspects.py).
-CREATE TABLE IF NOT EXISTS daily_volume (
-    event_date DATE NOT NULL, measure VARCHAR NOT NULL, value DOUBLE NOT NULL, low DOUBLE, high DOUBLE,
-    weekday_factor DOUBLE NOT NULL, status VARCHAR NOT NULL, score DOUBLE, judged_at TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (event_date, measure)
-);
--- Suspect days an operator accepted (lib/suspects.py): who, when and why.
-CREATE TABLE IF NOT EXISTS accepted_days (
-    event_date DATE PRIMARY KEY, accepted_by VARCHAR NOT NULL, accepted_at TIMESTAMPTZ NOT NULL,
-    note VARCHAR NOT NULL
-);
--- Lineage (lib/blast_radius.py reads it): what each day's certification, each training set and each
--- retraction was made of. A model version's training set is its card's data fingerprint (the registry).
-CREATE TABLE IF NOT EXISTS day_certifications (
-    event_date DATE PRIMARY KEY, batches VARCHAR[] NOT NULL, events BIGINT NOT NULL, passed BOOLEAN NOT NULL,
-    certified_at TIMESTAMPTZ NOT NULL
-);
-CREATE TABLE IF NOT EXISTS training_sets (
-    fingerprint VARCHAR PRIMARY KEY,  -- content hash of the training examples
-    train_days DATE[] NOT NULL, holdout_days DATE[] NOT NULL,
-    batches VARCHAR[] NOT NULL,  -- event batches the examples' features and labels read (lookbacks included)
-    "rows" BIGINT NOT NULL, holdout_rows BIGINT NOT NULL, run_id VARCHAR, built_at TIMESTAMPTZ NOT NULL
-);
--- Retractions (lib/retraction.py): the audit row, and the exact rows taken out of `events` (kept so that
--- a revert restores them; the quarantine holds each as a record with reason `record:retracted`).
-CREATE TABLE IF NOT EXISTS retractions (
-    retraction_id VARCHAR PRIMARY KEY, selection VARCHAR NOT NULL, status VARCHAR NOT NULL,  -- active | reverted
-    records BIGINT NOT NULL, note VARCHAR NOT NULL, retracted_by VARCHAR NOT NULL, retracted_at TIMESTAMPTZ NOT NULL,
-    affected VARCHAR, reverted_by VARCHAR, reverted_at TIMESTAMPTZ, revert_note VARCHAR
-);
-CREATE TABLE IF NOT EXISTS retracted_events AS SELECT '' AS retraction_id, * FROM events LIMIT 0;
-CREATE OR REPLACE VIEW suspect_reasons AS
-    WITH exploded AS (SELECT event_date, unnest(reasons) AS reason FROM suspect_events)
-    SELECT event_date, reason, count(*) AS records FROM exploded GROUP BY ALL;
-CREATE OR REPLACE VIEW quarantine_reasons AS
-    WITH exploded AS (
-        SELECT CAST(quarantined_at AS DATE) AS quarantine_date, unnest(reasons) AS reason FROM quarantine
-    )
-    SELECT quarantine_date, reason, count(*) AS records FROM exploded GROUP BY ALL;
-CREATE OR REPLACE VIEW events_daily AS
-    SELECT event_date, event_type, count(*) AS events, count(DISTINCT user_id) AS users
-    FROM events GROUP BY ALL;
-"""
-
-EVENT_COLUMNS = (*CONTRACT_COLUMNS, "source_file", "source_row", "event_date", "batch_id", "ingested_at")
+EVENT_COLUMNS = tuple(tables.EVENTS.columns)
 
 # A held event_id is a duplicate only when every contract field equals the held record's.
 SAME_CONTENT_SQL = " AND ".join(f'i."{column}" IS NOT DISTINCT FROM e."{column}"' for column in CONTRACT_COLUMNS)
 
-AUDIT_SCHEMA = pl.Schema({
-    "batch_id": pl.String(), "mode": pl.String(), "partition_key": pl.String(), "run_id": pl.String(),
-    "files": pl.List(pl.String()), "files_redelivered": pl.List(pl.String()), "files_rejected": pl.Int32(),
-    "rows_in": pl.Int64(), "rows_valid": pl.Int64(), "rows_quarantined": pl.Int64(), "rows_duplicate": pl.Int64(),
-    "rows_duplicate_in_batch": pl.Int64(), "rows_duplicate_existing": pl.Int64(),
-    "started_at": pl.Datetime("us", "UTC"), "committed_at": pl.Datetime("us", "UTC"),
-    "read_seconds": pl.Float64(), "transform_seconds": pl.Float64(), "write_seconds": pl.Float64(),
-})  # fmt: skip
+AUDIT_SCHEMA = tables.INGEST_BATCHES.columns
 
 LOCK_WAIT_SECONDS = 120.0
 # The quarantine reason of a validated record an operator retracted (lib/retraction.py).
@@ -248,7 +82,8 @@ def scratch() -> Iterator[duckdb.DuckDBPyConnection]:
 
 @contextmanager
 def connect(path: Path, *, read_only: bool = False, wait_seconds: float = LOCK_WAIT_SECONDS) -> Iterator[Any]:
-    """Open the warehouse, waiting (with backoff) while another process holds its lock."""
+    """Open the warehouse, waiting (with backoff) while another process holds its lock. A writing
+    connection creates the declared tables (lib/tables.py) that are missing; every connection is in UTC."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if read_only and not path.exists():
         with connect(path):  # create an empty warehouse so readers see empty tables, not an error
@@ -257,13 +92,13 @@ def connect(path: Path, *, read_only: bool = False, wait_seconds: float = LOCK_W
     try:
         con.sql("SET TimeZone = 'UTC'")
         if not read_only:
-            con.sql(SCHEMA_SQL)
+            con.sql(tables.SCHEMA_SQL)
         yield con
     finally:
         con.close()
 
 
-BATCH_TABLES = ("events", "quarantine", "ingest_batches", "ingested_files")
+BATCH_TABLES = tuple(t.name for t in (tables.EVENTS, tables.QUARANTINE, tables.INGEST_BATCHES, tables.INGESTED_FILES))
 
 
 class BatchTransaction:
@@ -451,24 +286,22 @@ def day_id_reconciliation(con: Any, day: dt.date, lake_ids: pl.Series) -> tuple[
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def replace_rows(con: Any, table: str, rows: pl.DataFrame, key_columns: Sequence[str]) -> None:
-    """Upsert: delete the rows whose keys `rows` holds, insert `rows` (one transaction).
-
-    `table` and `key_columns` are names from the code, never from data.
-    """
-    keys = ", ".join(f'"{c}"' for c in key_columns)
+def replace_rows(con: Any, table: tables.Table, rows: pl.DataFrame) -> None:
+    """Upsert: delete the rows whose keys (the table's declared key) `rows` holds, insert `rows` (one
+    transaction)."""
+    keys = ", ".join(f'"{c}"' for c in table.key)
     _replace(
         con,
-        table,
+        table.name,
         rows,
-        lambda: con.sql(f"DELETE FROM {table} WHERE ({keys}) IN (SELECT ({keys}) FROM replacement_rows)"),
+        lambda: con.sql(f"DELETE FROM {table.name} WHERE ({keys}) IN (SELECT ({keys}) FROM replacement_rows)"),
     )
 
 
-def replace_day(con: Any, table: str, day: dt.date, rows: pl.DataFrame) -> None:
+def replace_day(con: Any, table: tables.Table, day: dt.date, rows: pl.DataFrame) -> None:
     """Replace all of `table`'s rows of `event_date = day` with `rows` (one transaction; no rows left
-    from an earlier run of the day, even when `rows` is empty). `table` is a name from the code."""
-    _replace(con, table, rows, lambda: con.execute(f"DELETE FROM {table} WHERE event_date = ?", [day]))
+    from an earlier run of the day, even when `rows` is empty)."""
+    _replace(con, table.name, rows, lambda: con.execute(f"DELETE FROM {table.name} WHERE event_date = ?", [day]))
 
 
 def _replace(con: Any, table: str, rows: pl.DataFrame, delete: Callable[[], object]) -> None:

@@ -3,6 +3,7 @@ partitions and how the events table looks in the UI."""
 
 import dagster as dg
 
+from dataplatform.lib import tables
 from dataplatform.lib.contract import REQUIRED_COLUMNS, column_descriptions, event_dtypes
 from dataplatform.lib.settings import Settings
 
@@ -11,7 +12,7 @@ OWNERS = ["team:data-platform"]
 # One writer at a time: every step that writes the DuckDB warehouse takes a slot of this pool.
 WRITER_POOL = "duckdb_writer"
 daily_partitions = dg.DailyPartitionsDefinition(start_date=SETTINGS.history_start, end_offset=1)
-EVENTS_TABLE = "warehouse.main.events"
+EVENTS_TABLE = tables.EVENTS.qualified_name
 
 
 def events_column_schema() -> dg.TableSchema:

@@ -8,7 +8,7 @@ import polars as pl
 from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL, daily_partitions
 from dataplatform.defs.common.keys import FEATURE_DISTRIBUTIONS, TRAINING_EXAMPLES, WAREHOUSE_EVENTS
 from dataplatform.defs.resources import LakehouseResource
-from dataplatform.lib import features, featurestore, lakeread, warehouse
+from dataplatform.lib import features, featurestore, lakeread, tables, warehouse
 from dataplatform.lib.quality import ContractReport, check_contract, markdown_table
 
 HISTORY_DAYS = features.DEFAULT_HISTORY.days
@@ -100,10 +100,7 @@ def feature_distributions(context: dg.AssetExecutionContext, lakehouse: Lakehous
         return dg.MaterializeResult(metadata={"features": 0, "rows": 0})
     summaries = features.feature_summaries(examples, day=day)
     with lakehouse.connect() as con:
-        con.register("summaries", summaries.head(0))
-        con.sql("CREATE TABLE IF NOT EXISTS feature_summaries AS SELECT * FROM summaries")
-        con.unregister("summaries")
-        warehouse.replace_rows(con, "feature_summaries", summaries, ["day", "feature"])
+        warehouse.replace_rows(con, tables.FEATURE_SUMMARIES, summaries)
     numeric = summaries.filter(pl.col("kind") == "numeric")
     return dg.MaterializeResult(
         metadata={

@@ -21,7 +21,7 @@ import polars as pl
 from dataplatform.defs.common.conventions import OWNERS, SETTINGS, WRITER_POOL
 from dataplatform.defs.common.keys import CHALLENGER, CHAMPION, TRAINING_EXAMPLES, TRAINING_SET
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
-from dataplatform.lib import features, featurestore, promotion, retraction, suspects, warehouse
+from dataplatform.lib import features, featurestore, promotion, retraction, suspects, tables, warehouse
 from dataplatform.lib.quality import ContractReport, check_contract, markdown_table
 from dataplatform.lib.registry import ModelCard, ModelRegistry, frame_fingerprint
 from dataplatform.lib.retraining import (
@@ -39,18 +39,6 @@ from dataplatform.lib.training import Metrics, TrainedModel, evaluate, permutati
 ML_KINDS = {"scikitlearn", "polars"}
 MIN_ROWS, MIN_POSITIVES, MIN_TRAIN_DAYS = 1000, 30, 3
 
-MODEL_DECISIONS_SQL = """
-CREATE TABLE IF NOT EXISTS model_decisions (
-    decided_at TIMESTAMPTZ NOT NULL, challenger VARCHAR NOT NULL, champion VARCHAR, promoted BOOLEAN NOT NULL,
-    reason VARCHAR NOT NULL, challenger_metrics VARCHAR, champion_metrics VARCHAR, run_id VARCHAR
-);
-ALTER TABLE model_decisions ADD COLUMN IF NOT EXISTS trigger VARCHAR;
-ALTER TABLE model_decisions ADD COLUMN IF NOT EXISTS onset DATE;
-ALTER TABLE model_decisions ADD COLUMN IF NOT EXISTS auc_gain DOUBLE;
-ALTER TABLE model_decisions ADD COLUMN IF NOT EXISTS training_seconds DOUBLE;
-ALTER TABLE model_decisions ADD COLUMN IF NOT EXISTS training_rows BIGINT;
-ALTER TABLE model_decisions ADD COLUMN IF NOT EXISTS comparison VARCHAR;
-"""
 # A retraining run's tags (set by drift_retraining_sensor): what asked for it, and the drift's onset.
 TRIGGER_TAG, ONSET_TAG = "dataplatform/trigger", "dataplatform/onset"
 RECENT_RETRAINS = 10
@@ -109,9 +97,8 @@ def _record_training_set(
         "run_id": context.run.run_id,
         "built_at": dt.datetime.now(dt.UTC),
     }
-    schema = {"train_days": pl.List(pl.Date), "holdout_days": pl.List(pl.Date), "batches": pl.List(pl.String)}
     with lakehouse.connect() as con:
-        warehouse.replace_rows(con, "training_sets", pl.DataFrame([row], schema_overrides=schema), ["fingerprint"])
+        warehouse.replace_rows(con, tables.TRAINING_SETS, pl.DataFrame([row], schema=tables.TRAINING_SETS.columns))
 
 
 @dg.asset(
@@ -163,17 +150,23 @@ def training_set(
         _record_training_set(lakehouse, fingerprint, window.train_days, window.holdout_days, train, holdout, context)
     context.log.info(f"training window {window.to_dict()}; gate {'passed' if gate.passed else gate.reasons}")
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": train.height,
-            "holdout_rows": holdout.height,
-            "fingerprint": fingerprint,
-            "label_rate": dg.MetadataValue.float(float(train["label"].mean() or 0.0) if train.height else 0.0),
-            "window": dg.MetadataValue.json(window.to_dict()),
-            "window_rule": window.rule,
-            "now_days": dg.MetadataValue.json([str(d) for d in window.now_days]),
-        },
+        metadata=_training_set_metadata(train, holdout, fingerprint, window),
         check_results=[_gate_check(gate, window, contract)],
     )
+
+
+def _training_set_metadata(
+    train: pl.DataFrame, holdout: pl.DataFrame, fingerprint: str, window: TrainingWindow
+) -> dict[str, Any]:
+    return {
+        "dagster/row_count": train.height,
+        "holdout_rows": holdout.height,
+        "fingerprint": fingerprint,
+        "label_rate": dg.MetadataValue.float(float(train["label"].mean() or 0.0) if train.height else 0.0),
+        "window": dg.MetadataValue.json(window.to_dict()),
+        "window_rule": window.rule,
+        "now_days": dg.MetadataValue.json([str(d) for d in window.now_days]),
+    }
 
 
 def _training_window(
@@ -185,7 +178,6 @@ def _training_window(
     with lakehouse.connect() as con:
         corruption = _day_corruption(con)
         suspect = suspects.suspect_days(con, labelled[0], labelled[-1] + dt.timedelta(days=1)) if labelled else {}
-    onset = context.run.tags.get(ONSET_TAG)
     return choose_training_window(
         labelled,
         train_days=config.train_days,
@@ -193,7 +185,7 @@ def _training_window(
         day_corruption=corruption,
         max_corruption=config.max_corruption,
         suspect_days=suspect,
-        onset=dt.date.fromisoformat(onset) if onset else None,
+        onset=_onset(context),
     )
 
 
@@ -264,6 +256,12 @@ def _more_of_the_regime(window: dict[str, Any], champion: ModelCard) -> bool:
     start, end = (dt.date.fromisoformat(str(champion.training_window[k])) for k in ("start", "end"))
     theirs = max(0, (end - max(start, onset)).days + 1)
     return ours - theirs >= REGIME_FOLLOW_UP_DAYS
+
+
+def _onset(context: dg.AssetExecutionContext) -> dt.date | None:
+    """The drift onset the run was triggered by (its tag), if any."""
+    onset = context.run.tags.get(ONSET_TAG)
+    return dt.date.fromisoformat(onset) if onset else None
 
 
 def _recent_retrains(con: Any) -> pl.DataFrame:
@@ -397,15 +395,11 @@ def _record_decision(con: Any, context: dg.AssetExecutionContext, retrain: Retra
         "reason": retrain.decision.reason, "challenger_metrics": json.dumps(retrain.metrics.to_dict(), default=str),
         "champion_metrics": json.dumps(dataclasses.asdict(comparison.champion)) if comparison else None,
         "run_id": context.run.run_id, "trigger": context.run.tags.get(TRIGGER_TAG, "manual"),
-        "onset": context.run.tags.get(ONSET_TAG), "auc_gain": retrain.auc_gain, "training_seconds": retrain.seconds,
+        "onset": _onset(context), "auc_gain": retrain.auc_gain, "training_seconds": retrain.seconds,
         "training_rows": retrain.training_rows,
         "comparison": json.dumps(comparison.to_dict(), default=str) if comparison else None,
     }  # fmt: skip
-    nullable = {"champion": pl.String, "champion_metrics": pl.String, "onset": pl.String, "auc_gain": pl.Float64,
-                "comparison": pl.String}  # fmt: skip
-    con.sql(MODEL_DECISIONS_SQL)
-    frame = pl.DataFrame([row], schema_overrides=nullable).with_columns(pl.col("onset").str.to_date())
-    warehouse.replace_rows(con, "model_decisions", frame, ["challenger"])
+    warehouse.replace_rows(con, tables.MODEL_DECISIONS, pl.DataFrame([row], schema=tables.MODEL_DECISIONS.columns))
     return _recent_retrains(con)
 
 

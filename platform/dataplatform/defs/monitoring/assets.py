@@ -12,7 +12,7 @@ import polars as pl
 from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL, daily_partitions
 from dataplatform.defs.common.keys import CHAMPION, DRIFT_REPORT, MODEL_PERFORMANCE, TRAINING_EXAMPLES
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
-from dataplatform.lib import drift, features, featurestore, warehouse
+from dataplatform.lib import drift, features, featurestore, tables, warehouse
 from dataplatform.lib.monitoring import (
     MultivariateDrift,
     champion_story,
@@ -36,27 +36,6 @@ PERFORMANCE_BAND_DAYS = 28  # the champion's latest out-of-sample days its band 
 # not compared (seasonality is the quality tier's business, against previous weeks).
 CALENDAR_FEATURES = ("day_of_week",)
 DRIFT_FEATURES = tuple(c for c in features.FEATURE_COLUMNS if c not in CALENDAR_FEATURES)
-
-MONITORING_SQL = """
-CREATE TABLE IF NOT EXISTS drift_reports (
-    event_date DATE PRIMARY KEY, champion VARCHAR, features_drifted INTEGER, drifted_features VARCHAR,
-    domain_auc DOUBLE, domain_threshold DOUBLE, multivariate_drift BOOLEAN, thresholds_version VARCHAR,
-    thresholds VARCHAR, computed_at TIMESTAMPTZ
-);
-ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS decision VARCHAR;
-ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS impact DOUBLE;
-ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS performance_holds BOOLEAN;
-ALTER TABLE drift_reports ADD COLUMN IF NOT EXISTS drift_since DATE;
-CREATE TABLE IF NOT EXISTS domain_thresholds (champion VARCHAR PRIMARY KEY, normal_auc DOUBLE);
-CREATE TABLE IF NOT EXISTS drift_thresholds (
-    champion VARCHAR, size_bucket DOUBLE, version VARCHAR, thresholds VARCHAR, PRIMARY KEY (champion, size_bucket)
-);
-CREATE TABLE IF NOT EXISTS model_performance (
-    event_date DATE PRIMARY KEY, champion VARCHAR, estimated BOOLEAN, n BIGINT, positives BIGINT,
-    auc DOUBLE, auc_low DOUBLE, auc_high DOUBLE, precision DOUBLE, recall DOUBLE, recall_at_k DOUBLE,
-    expected_auc DOUBLE, band_low DOUBLE, status VARCHAR, computed_at TIMESTAMPTZ
-);
-"""
 
 
 def drift_scores(results: list[drift.ColumnDrift]) -> dict[str, float]:
@@ -128,7 +107,6 @@ def drift_report(
         return _no_champion("no_material_drift")
     numeric = [c for c in features.NUMERIC_FEATURES if c in DRIFT_FEATURES]
     with lakehouse.connect() as con:
-        con.sql(MONITORING_SQL)
         thresholds = champion_thresholds(con, champion.version, reference, current.height, DRIFT_FEATURES)
         normal_auc = _normal_domain_auc(con, champion, reference, numeric)
     columns = list(DRIFT_FEATURES)
@@ -177,7 +155,7 @@ def _normal_domain_auc(con: Any, champion: ModelCard, reference: pl.DataFrame, n
             reference, time_column="event_date", numeric=numeric, categorical=features.CATEGORICAL_FEATURES
         )
         rows = pl.DataFrame({"champion": [champion.version], "normal_auc": [normal_auc]})
-        warehouse.replace_rows(con, "domain_thresholds", rows, ["champion"])
+        warehouse.replace_rows(con, tables.DOMAIN_THRESHOLDS, rows)
     return float(normal_auc)
 
 
@@ -204,7 +182,7 @@ def _judge_drift(
 def _record_drift(con: Any, found: DriftFindings) -> pl.DataFrame:
     """Write the day's per-feature drift and its report row; the features' drift over the last CHART_DAYS."""
     judged, multivariate = found.judged, found.multivariate
-    warehouse.replace_rows(con, "distribution_drift", found.table, ["event_date", "dataset", "column_name"])
+    warehouse.replace_rows(con, tables.DISTRIBUTION_DRIFT, found.table)
     report_row = {
         "event_date": judged.day, "champion": found.champion.version,
         "features_drifted": len(judged.drifted_features), "drifted_features": json.dumps(judged.drifted_features),
@@ -215,7 +193,7 @@ def _record_drift(con: Any, found: DriftFindings) -> pl.DataFrame:
         "drift_since": found.since,
     }  # fmt: skip
     report = pl.DataFrame([report_row], schema_overrides={"impact": pl.Float64, "drift_since": pl.Date})
-    warehouse.replace_rows(con, "drift_reports", report, ["event_date"])
+    warehouse.replace_rows(con, tables.DRIFT_REPORTS, report)
     history: pl.DataFrame = con.sql(
         "SELECT * FROM distribution_drift WHERE dataset = 'features' AND event_date > ?",
         params=[judged.day - dt.timedelta(days=CHART_DAYS)],
@@ -286,15 +264,8 @@ def _drift_check(found: DriftFindings) -> dg.AssetCheckResult:
     )
 
 
-def _has_decisions(con: Any) -> bool:
-    """Whether ml has written a retraining decision yet (it creates table model_decisions)."""
-    return bool(warehouse.scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'model_decisions'"))
-
-
 def _recent_decisions(con: Any, limit: int = RECENT_DECISIONS) -> pl.DataFrame:
     """The last retraining decisions, promoted or kept and why (table model_decisions, written by ml)."""
-    if not _has_decisions(con):
-        return pl.DataFrame()
     return con.sql(
         "SELECT decided_at, challenger, promoted, trigger, reason FROM model_decisions ORDER BY decided_at DESC "
         "LIMIT ?",
@@ -304,9 +275,7 @@ def _recent_decisions(con: Any, limit: int = RECENT_DECISIONS) -> pl.DataFrame:
 
 def _champion_story(con: Any, registry: ModelRegistry, card: ModelCard, day: dt.date, expected: float | None) -> str:
     record = registry.champion_record()
-    trigger = None
-    if _has_decisions(con):
-        trigger = warehouse.scalar(con, "SELECT trigger FROM model_decisions WHERE challenger = ?", [card.version])
+    trigger = warehouse.scalar(con, "SELECT trigger FROM model_decisions WHERE challenger = ?", [card.version])
     realized = con.sql(
         "SELECT CAST(event_date AS VARCHAR), auc FROM model_performance WHERE champion = ? AND NOT estimated "
         "AND auc IS NOT NULL AND event_date <= ? ORDER BY event_date DESC LIMIT 1",
@@ -383,11 +352,10 @@ def model_performance(
     mature = bool(features.labelled_days(latest, [day]))
     estimate = estimate_performance(model, examples)
     with lakehouse.connect() as con:
-        con.sql(MONITORING_SQL)
         band = champion_band(con, card, day)
         row, status = _performance_row(card, model, examples, day, mature, estimate.expected_auc, band)
         frame = pl.DataFrame([row], schema_overrides=dict.fromkeys(PERFORMANCE_FLOATS, pl.Float64))
-        warehouse.replace_rows(con, "model_performance", frame, ["event_date"])
+        warehouse.replace_rows(con, tables.MODEL_PERFORMANCE, frame)
         story = _champion_story(con, registry, card, day, estimate.expected_auc)
         history: pl.DataFrame = con.sql(
             "SELECT event_date, auc, expected_auc, band_low, status FROM model_performance "

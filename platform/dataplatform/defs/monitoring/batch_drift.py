@@ -9,9 +9,9 @@ from pydantic import Field
 
 from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL
 from dataplatform.defs.common.keys import BATCH_DRIFT, CHAMPION, LANDING_EVENTS
-from dataplatform.defs.monitoring.assets import DRIFT_FEATURES, MONITORING_SQL, drift_scores
+from dataplatform.defs.monitoring.assets import DRIFT_FEATURES, drift_scores
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
-from dataplatform.lib import drift, features, featurestore, lakeread, warehouse
+from dataplatform.lib import drift, features, featurestore, lakeread, tables, warehouse
 from dataplatform.lib.lake import Lake
 from dataplatform.lib.monitoring import champion_thresholds
 from dataplatform.lib.quality import drift_table, markdown_table
@@ -81,11 +81,10 @@ def _judge_batch(
     """Compare the batch's examples with the champion's training set at the batch's size; record the rows."""
     columns = list(DRIFT_FEATURES)
     with lakehouse.connect() as con:
-        con.sql(MONITORING_SQL)
         thresholds = champion_thresholds(con, champion, reference, examples.height, DRIFT_FEATURES)
         results = drift.compare(reference.select(columns), examples.select(columns), thresholds=thresholds)
         table = drift_table(results, event_date=day, dataset=f"batch:{batch_id}", thresholds_version=thresholds.version)
-        warehouse.replace_rows(con, "distribution_drift", table, ["event_date", "dataset", "column_name"])
+        warehouse.replace_rows(con, tables.DISTRIBUTION_DRIFT, table)
     return table, results, thresholds
 
 

@@ -13,10 +13,16 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL, daily_partitions, events_column_schema
+from dataplatform.defs.common.conventions import (
+    EVENTS_TABLE,
+    OWNERS,
+    WRITER_POOL,
+    daily_partitions,
+    events_column_schema,
+)
 from dataplatform.defs.common.keys import EVENT_DISTRIBUTIONS, HISTORY_EVENTS, LANDING_EVENTS, WAREHOUSE_EVENTS
 from dataplatform.defs.resources import LakehouseResource
-from dataplatform.lib import drift, lakeread, warehouse
+from dataplatform.lib import drift, lakeread, tables, warehouse
 from dataplatform.lib.contract import QuarantineRecord
 from dataplatform.lib.lake import Lake
 from dataplatform.lib.quality import (
@@ -105,7 +111,7 @@ def _volume_check(con: Any, profile: dict[str, Any], history: pl.DataFrame, day:
     if day < dt.datetime.now(dt.UTC).date():  # today is still filling: its low volume is no anomaly
         warehouse.replace_day(
             con,
-            "daily_volume",
+            tables.DAILY_VOLUME,
             day,
             table.with_columns(event_date=pl.lit(day), judged_at=pl.lit(dt.datetime.now(dt.UTC))),
         )
@@ -133,7 +139,7 @@ def _record_certification(
     }
     with lakehouse.connect() as con:
         rows = pl.DataFrame([row], schema_overrides={"batches": pl.List(pl.String)})
-        warehouse.replace_rows(con, "day_certifications", rows, ["event_date"])
+        warehouse.replace_rows(con, tables.DAY_CERTIFICATIONS, rows)
 
 
 @dg.asset(
@@ -149,7 +155,7 @@ def _record_certification(
     kinds={"duckdb", "polars", "pandera"},
     owners=OWNERS,
     pool=WRITER_POOL,
-    metadata={"dagster/column_schema": events_column_schema(), "dagster/table_name": "warehouse.main.events"},
+    metadata={"dagster/column_schema": events_column_schema(), "dagster/table_name": EVENTS_TABLE},
     check_specs=EVENTS_CHECKS,
 )
 def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
@@ -165,7 +171,7 @@ def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
         retracted = quarantine.filter(pl.col("reasons").list.contains(warehouse.RETRACTED_REASON)).height
         profile = day_profile(events, quarantine.height - retracted)
         row = pl.DataFrame([{"event_date": day, **profile, "profiled_at": dt.datetime.now(dt.UTC)}])
-        warehouse.replace_rows(con, "daily_event_profile", row, ["event_date"])
+        warehouse.replace_rows(con, tables.DAILY_EVENT_PROFILE, row)
         volume = _volume_check(con, profile, history, day)
     checks = [
         *_day_checks(events, quarantine, reconciled),
@@ -331,7 +337,7 @@ def event_distributions(context: dg.AssetExecutionContext, lakehouse: LakehouseR
     derived = _with_derived_columns(current), _with_derived_columns(history)
     table, thresholds = _compare_to_history(*derived, history_days, day)
     with lakehouse.connect() as con:
-        warehouse.replace_rows(con, "distribution_drift", table, ["event_date", "dataset", "column_name"])
+        warehouse.replace_rows(con, tables.DISTRIBUTION_DRIFT, table)
     return _distributions_result(table, thresholds, history_days, left_out)
 
 

@@ -10,7 +10,7 @@ from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL, daily_part
 from dataplatform.defs.common.keys import EVENT_PLAUSIBILITY, WAREHOUSE_EVENTS
 from dataplatform.defs.quality.assets import PROFILE_HISTORY_DAYS, clean_history_days
 from dataplatform.defs.resources import LakehouseResource
-from dataplatform.lib import lakeread, plausibility, warehouse
+from dataplatform.lib import lakeread, plausibility, tables, warehouse
 from dataplatform.lib.quality import markdown_table
 
 
@@ -85,8 +85,8 @@ def _record_suspects(
                            "suspect_share": judged.height / current.height, "bands_version": bands_version,
                            "judged_at": now}])  # fmt: skip
     with lakehouse.connect() as con:
-        warehouse.replace_day(con, "suspect_events", day, rows)
-        warehouse.replace_rows(con, "daily_plausibility", daily, ["event_date"])
+        warehouse.replace_day(con, tables.SUSPECT_EVENTS, day, rows)
+        warehouse.replace_rows(con, tables.DAILY_PLAUSIBILITY, daily)
 
 
 def _plausibility_result(

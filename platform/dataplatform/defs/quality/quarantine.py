@@ -8,11 +8,9 @@ import polars as pl
 from dataplatform.defs.common.conventions import OWNERS, daily_partitions
 from dataplatform.defs.common.keys import HISTORY_EVENTS, LANDING_EVENTS, QUARANTINE
 from dataplatform.defs.resources import LakehouseResource
-from dataplatform.lib import lakeread
+from dataplatform.lib import lakeread, tables
 from dataplatform.lib.quality import failure_table, markdown_table, percent_shares, quarantine_failures
 from dataplatform.lib.replay import replay_command
-
-QUARANTINE_TABLE = "warehouse.main.quarantine"
 
 
 @dg.asset(
@@ -29,7 +27,7 @@ QUARANTINE_TABLE = "warehouse.main.quarantine"
     ),
     kinds={"polars", "parquet"},
     owners=OWNERS,
-    metadata={"dagster/table_name": QUARANTINE_TABLE},
+    metadata={"dagster/table_name": tables.QUARANTINE.qualified_name},
 )
 def quarantine(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
     day = dt.date.fromisoformat(context.partition_key)

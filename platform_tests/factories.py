@@ -15,6 +15,7 @@ from dataplatform.defs.resources import (
     FileStoreResource,
     LakehouseResource,
     ModelRegistryResource,
+    WarehouseResource,
 )
 from dataplatform.lib import warehouse
 from dataplatform.lib.ingest import DEFAULT_PIECE_BYTES, IngestReport, batch_id_for, ingest_batch
@@ -66,10 +67,12 @@ def parquet_bytes(frame: pl.DataFrame) -> bytes:
 def local_resources(root: Path) -> dict[str, Any]:
     """The platform's resources on local folders under `root` (landing files settle at once)."""
     s3 = S3Resource(region_name="us-east-1")
+    warehouse_db = WarehouseResource(database=str(root / "wh.duckdb"))
     return {
         "landing": FileStoreResource(uri=str(root / "landing"), s3=s3, settle_seconds=0),
         "history": FileStoreResource(uri=str(root / "history"), s3=s3),
-        "lakehouse": LakehouseResource(s3=s3, lake_uri=str(root / "lake"), warehouse_path=str(root / "wh.duckdb")),
+        "warehouse": warehouse_db,
+        "lakehouse": LakehouseResource(s3=s3, lake_uri=str(root / "lake"), warehouse=warehouse_db),
         "models": ModelRegistryResource(root=str(root / "models"), s3=s3),
         "alerts": AlertWebhookResource(),
     }

@@ -10,7 +10,7 @@ from dataplatform.definitions import defs
 from dataplatform.defs.common.keys import HISTORY_EVENTS, LANDING_EVENTS
 from dataplatform.defs.ingestion.assets import history_events, landing_events
 from dataplatform.defs.ingestion.sensors import landing_files_sensor
-from dataplatform.defs.resources import LakehouseResource
+from dataplatform.defs.resources import LakehouseResource, WarehouseResource
 from dataplatform.lib import warehouse
 from factories import event, jsonl_bytes, local_resources, write_landing
 
@@ -73,7 +73,9 @@ def test_sensor_retries_a_failed_batch_under_a_new_run_key(tmp_path: Path, resou
     write_landing(tmp_path / "landing", "a.jsonl", jsonl_bytes([event(1)]))
     broken = {
         **resources,
-        "lakehouse": LakehouseResource(s3=S3Resource(), lake_uri="/proc/forbidden", warehouse_path="/proc/x.duckdb"),
+        "lakehouse": LakehouseResource(
+            s3=S3Resource(), lake_uri="/proc/forbidden", warehouse=WarehouseResource(database="/proc/x.duckdb")
+        ),
     }
     with dg.instance_for_test() as instance:
         first = tick(instance, broken)

@@ -35,7 +35,7 @@ from dagster_aws.s3 import S3Resource
 from dataplatform.defs.common.conventions import SETTINGS
 from dataplatform.defs.ingestion.assets import landing_events
 from dataplatform.defs.ingestion.sensors import landing_files_sensor
-from dataplatform.defs.resources import FileStoreResource, LakehouseResource
+from dataplatform.defs.resources import FileStoreResource, LakehouseResource, WarehouseResource
 from dataplatform.lib import warehouse
 from dataplatform.lib.demo import DemoConfig, encode_events, generate_events
 from dataplatform.lib.landing import LandingFile, LocalLanding
@@ -68,7 +68,9 @@ def test_burst_of_10000_files_drains_in_bounded_ticks(
     resources = {
         "landing": FileStoreResource(uri=str(landing), s3=S3Resource(region_name="us-east-1"), settle_seconds=0),
         "lakehouse": LakehouseResource(
-            s3=S3Resource(), lake_uri=str(tmp_path / "lake"), warehouse_path=str(tmp_path / "wh.duckdb")
+            s3=S3Resource(),
+            lake_uri=str(tmp_path / "lake"),
+            warehouse=WarehouseResource(database=str(tmp_path / "wh.duckdb")),
         ),
     }
     listed: list[int] = []

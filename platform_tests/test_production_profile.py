@@ -33,7 +33,7 @@ from dagster_aws.s3 import S3Resource
 from dataplatform.defs.common.keys import LANDING_EVENTS
 from dataplatform.defs.ingestion.assets import landing_events
 from dataplatform.defs.ingestion.sensors import landing_files_sensor
-from dataplatform.defs.resources import FileStoreResource, LakehouseResource
+from dataplatform.defs.resources import FileStoreResource, LakehouseResource, WarehouseResource
 from dataplatform.lib import warehouse
 from factories import event, jsonl_bytes, write_landing
 
@@ -388,7 +388,7 @@ def test_sensor_tick_and_materialization_with_dagster_storage_on_postgres(
         "lakehouse": LakehouseResource(
             s3=S3Resource(endpoint_url=endpoint, region_name="us-east-1"),
             lake_uri=f"s3://{LAKE_BUCKET}/lake",
-            warehouse_path=str(tmp_path / "wh.duckdb"),
+            warehouse=WarehouseResource(database=str(tmp_path / "wh.duckdb")),
         ),
     }
 

@@ -16,7 +16,7 @@ from dagster_aws.s3 import S3Resource
 from dataplatform.defs.ingestion.assets import history_events, landing_events
 from dataplatform.defs.ingestion.sensors import landing_files_sensor
 from dataplatform.defs.quality.assets import warehouse_events
-from dataplatform.defs.resources import FileStoreResource, LakehouseResource
+from dataplatform.defs.resources import FileStoreResource, LakehouseResource, WarehouseResource
 from dataplatform.lib import lakeread, warehouse
 from factories import event, gzip_bytes, jsonl_bytes
 
@@ -52,7 +52,9 @@ def resources(request: pytest.FixtureRequest, s3: Any, moto_endpoint: str, tmp_p
         # S3 reports LastModified in whole seconds and objects appear complete: no settle time needed.
         "landing": FileStoreResource(uri=f"s3://{LANDING_BUCKET}/incoming", s3=s3_resource, settle_seconds=0.0),
         "history": FileStoreResource(uri=f"s3://{HISTORY_BUCKET}/dumps", s3=s3_resource),
-        "lakehouse": LakehouseResource(s3=s3_resource, lake_uri=lake_uri, warehouse_path=str(tmp_path / "wh.duckdb")),
+        "lakehouse": LakehouseResource(
+            s3=s3_resource, lake_uri=lake_uri, warehouse=WarehouseResource(database=str(tmp_path / "wh.duckdb"))
+        ),
     }
 
 
@@ -101,7 +103,7 @@ def run(request: dg.RunRequest, resources: Resources, instance: dg.DagsterInstan
 def query(resources: Resources, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
     lakehouse = resources["lakehouse"]
     assert isinstance(lakehouse, LakehouseResource)
-    with warehouse.connect(Path(lakehouse.warehouse_path), read_only=True) as con:
+    with warehouse.connect(Path(lakehouse.warehouse.database), read_only=True) as con:
         return con.sql(sql, params=params).fetchall()
 
 

@@ -1,4 +1,5 @@
-"""Resources shared by every domain: where files arrive, and the lakehouse (lake + DuckDB)."""
+"""Resources shared by every domain: where files arrive, the warehouse (DuckDB) and the lakehouse (lake +
+warehouse)."""
 
 import os
 from collections.abc import Iterator
@@ -8,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
+from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from dataplatform.lib import warehouse
@@ -33,11 +35,36 @@ class FileStoreResource(dg.ConfigurableResource):
         return open_store(uri, self.s3.get_client)
 
 
+class WarehouseResource(DuckDBResource):
+    """The DuckDB warehouse file as dagster-duckdb's `DuckDBResource`: an asset of the platform's or of a
+    user's that takes `warehouse: DuckDBResource` gets it. It differs from the base class in three ways.
+    While another process holds the file's single writer lock, `get_connection()` retries at least every
+    2 s for up to `lock_wait_seconds`; the base class doubles its pause ten times (the last one 51 s), so
+    it can sleep long after a micro-batch has let go. A writing connection creates any declared table
+    (lib/tables.py) that is missing, and every connection reads and writes times in UTC. Besides,
+    `get_connection(read_only=True)` opens the file read-only. `connection_config` passes DuckDB settings
+    (`memory_limit`, `threads`) as in the base class."""
+
+    lock_wait_seconds: float = Field(
+        default=warehouse.LOCK_WAIT_SECONDS, description="How long a connection waits for the writer lock"
+    )
+
+    @contextmanager
+    def get_connection(self, *, read_only: bool = False) -> Iterator[Any]:
+        with warehouse.connect(
+            Path(self.database),
+            read_only=read_only,
+            wait_seconds=self.lock_wait_seconds,
+            config=self.connection_config,
+        ) as con:
+            yield con
+
+
 class LakehouseResource(dg.ConfigurableResource):
-    """The lake (Parquet, quarantine, ledger: a folder or `s3://bucket/prefix`) and the DuckDB warehouse file."""
+    """The lake (Parquet, quarantine, ledger: a folder or `s3://bucket/prefix`) and the warehouse."""
 
     lake_uri: str
-    warehouse_path: str
+    warehouse: WarehouseResource
     s3: S3Resource
 
     def lake(self) -> Lake:
@@ -45,7 +72,7 @@ class LakehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[Any]:
-        with warehouse.connect(Path(self.warehouse_path), read_only=read_only) as con:
+        with self.warehouse.get_connection(read_only=read_only) as con:
             yield con
 
 
@@ -90,10 +117,12 @@ def s3_resource(settings: Settings) -> S3Resource:
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     s3 = s3_resource(settings)
+    warehouse_db = WarehouseResource(database=str(settings.warehouse_path))
     return {
         "landing": FileStoreResource(uri=settings.landing_uri, s3=s3, settle_seconds=settings.settle_seconds),
         "history": FileStoreResource(uri=settings.history_uri, s3=s3),
-        "lakehouse": LakehouseResource(lake_uri=settings.lake_uri, warehouse_path=str(settings.warehouse_path), s3=s3),
+        "warehouse": warehouse_db,
+        "lakehouse": LakehouseResource(lake_uri=settings.lake_uri, warehouse=warehouse_db, s3=s3),
         "alerts": AlertWebhookResource(url=_env_secret("DP_ALERT_WEBHOOK_URL")),
         "models": ModelRegistryResource(root=settings.models_uri, s3=s3),
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,16 +34,21 @@ RETRACTED_REASON = "record:retracted"
 
 
 def open_waiting(
-    path: Path, *, read_only: bool, wait_seconds: float, on_wait: Callable[[str], None] | None = None
+    path: Path,
+    *,
+    read_only: bool,
+    wait_seconds: float,
+    on_wait: Callable[[str], None] | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> Any:
-    """A DuckDB connection to `path`, retried with backoff while another process holds the file's lock;
-    the lock's IOException once `wait_seconds` have passed. `on_wait` hears when the open has to wait
-    and when it got through."""
+    """A DuckDB connection to `path` (with DuckDB settings `config`), retried with backoff while another
+    process holds the file's lock; the lock's IOException once `wait_seconds` have passed. `on_wait` hears
+    when the open has to wait and when it got through."""
     started = time.monotonic()
     delay, tries = 0.05, 0
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only, config=dict(config or {}))
             break
         except duckdb.IOException as exc:
             waited = time.monotonic() - started
@@ -81,14 +86,20 @@ def scratch() -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 @contextmanager
-def connect(path: Path, *, read_only: bool = False, wait_seconds: float = LOCK_WAIT_SECONDS) -> Iterator[Any]:
+def connect(
+    path: Path,
+    *,
+    read_only: bool = False,
+    wait_seconds: float = LOCK_WAIT_SECONDS,
+    config: Mapping[str, Any] | None = None,
+) -> Iterator[Any]:
     """Open the warehouse, waiting (with backoff) while another process holds its lock. A writing
     connection creates the declared tables (lib/tables.py) that are missing; every connection is in UTC."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if read_only and not path.exists():
         with connect(path):  # create an empty warehouse so readers see empty tables, not an error
             pass
-    con = open_waiting(path, read_only=read_only, wait_seconds=wait_seconds)
+    con = open_waiting(path, read_only=read_only, wait_seconds=wait_seconds, config=config)
     try:
         con.sql("SET TimeZone = 'UTC'")
         if not read_only:

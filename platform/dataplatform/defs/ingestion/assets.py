@@ -50,7 +50,7 @@ def _ingest(
         store=store,
         files=files,
         lake=lakehouse.lake(),
-        warehouse_path=Path(lakehouse.warehouse_path),
+        warehouse_path=Path(lakehouse.warehouse.database),
         batch_id=batch_id,
         mode=mode,
         partition_key=partition_key,

@@ -213,7 +213,7 @@ def test_a_stale_file_in_the_stream_is_judged_against_when_it_landed(tmp_path: P
     _land(tmp_path / "landing", "resend.jsonl", resent, landed)
     resources = local_resources(tmp_path)
     lakehouse = resources["lakehouse"]
-    ingest_landing(tmp_path / "landing", lakehouse.lake(), Path(lakehouse.warehouse_path))
+    ingest_landing(tmp_path / "landing", lakehouse.lake(), Path(lakehouse.warehouse.database))
 
     with dg.instance_for_test() as instance:
         result = dg.materialize(

@@ -136,7 +136,7 @@ def test_the_cli_answers_the_same_as_json(
 ) -> None:
     resources = platforms["dirty"]
     lakehouse = resources["lakehouse"]
-    monkeypatch.setenv("DP_WAREHOUSE_PATH", lakehouse.warehouse_path)
+    monkeypatch.setenv("DP_WAREHOUSE_PATH", lakehouse.warehouse.database)
     monkeypatch.setenv("DP_LAKE_URI", lakehouse.lake_uri)
     monkeypatch.setenv("DP_MODELS_URI", resources["models"].root)
     assert blast_radius_cli.main(["--prefix", "producer-b/", "--where", "price > 0", "--json"]) == 0

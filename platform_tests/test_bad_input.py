@@ -35,8 +35,9 @@ from dataplatform.lib import warehouse
 from dataplatform.lib.contract import CONTRACT_COLUMNS, EVENT_TYPES, REASON_CODE_PATTERN, REQUIRED_COLUMNS, EventRecord
 from dataplatform.lib.ingest import IngestReport, batch_id_for, ingest_batch
 from dataplatform.lib.lake import Lake
-from dataplatform.lib.landing import LandingFile, LocalLanding, safe_relative_key
+from dataplatform.lib.landing import LandingFile, LocalLanding
 from dataplatform.lib.readers import ParsedFile, read_landing_file
+from dataplatform.lib.storage import safe_relative_key
 from dataplatform.lib.transform import TransformResult, transform
 from factories import event, gzip_bytes, jsonl_bytes, parquet_bytes, write_landing
 

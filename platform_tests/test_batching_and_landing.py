@@ -13,7 +13,8 @@ from dataplatform.lib.batching import (
     group_into_batches,
     plan_tick,
 )
-from dataplatform.lib.landing import LandingFile, LocalLanding, safe_relative_key
+from dataplatform.lib.landing import LandingFile, LocalLanding
+from dataplatform.lib.storage import safe_relative_key
 from factories import write_landing
 
 LIMITS = BatchLimits(

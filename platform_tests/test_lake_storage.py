@@ -150,3 +150,29 @@ def test_a_column_whose_type_changed_between_files_is_an_error_not_a_cast(lake: 
     write_batch(lake, "b2", events(["2026-03-01"], "b2").with_columns(pl.col("event_id").cast(pl.Categorical)))
     with pytest.raises(TypeError, match="event_id"):
         lake.read(lake.event_keys())
+
+
+@pytest.fixture(params=["local", "s3"])
+def landing_storage(request: pytest.FixtureRequest, tmp_path: Path) -> LocalStorage | S3Storage:
+    """The storage layer opened as the landing zone opens it: names from other systems."""
+    if request.param == "local":
+        return LocalStorage(tmp_path / "landing", untrusted_names=True)
+    client = request.getfixturevalue("s3_client")
+    client.create_bucket(Bucket=BUCKET)
+    return S3Storage(client, BUCKET, "incoming", untrusted_names=True)
+
+
+def test_one_storage_layer_serves_untrusted_landing_names_local_and_s3_alike(
+    landing_storage: LocalStorage | S3Storage,
+) -> None:
+    for key in ("a b (1).jsonl", "vendor/2026/ü.csv", "_partial.jsonl", "vendor/.x.tmp"):
+        landing_storage.write(key, key.encode())
+    listed = sorted(landing_storage.objects("", hidden=(".", "_")))
+    assert [(info.key, info.size) for info in listed] == [("a b (1).jsonl", 13), ("vendor/2026/ü.csv", 18)]
+    stat = landing_storage.stat("a b (1).jsonl")
+    assert stat is not None and (stat.size, stat.version) == (13, listed[0].version)
+    assert landing_storage.stat("gone.jsonl") is None
+    with landing_storage.open("vendor/2026/ü.csv") as stream:
+        assert stream.read() == "vendor/2026/ü.csv".encode()
+    with pytest.raises(ValueError):
+        LocalStorage(Path("lake")).write("a b (1).jsonl", b"x")  # the lake's own keys stay strict

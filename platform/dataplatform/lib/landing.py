@@ -1,4 +1,5 @@
-"""Where files arrive: a local folder or an S3 prefix, behind one small interface.
+"""Where files arrive: a local folder or an S3 prefix, read through the platform's one storage layer
+(lib/storage.py) with untrusted names.
 
 File names are untrusted: a key is only ever a name relative to the landing root, a local
 key that would leave the root (`..`, absolute paths, symlinks) is refused, and keys reach
@@ -7,13 +8,12 @@ storage and SQL only as values, never as code.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any, Protocol
 
-from dataplatform.lib.storage import is_not_found, split_s3_uri
+from dataplatform.lib.storage import LocalStorage, ObjectInfo, ObjectStorage, S3Storage, split_s3_uri
 
 # Producers write `.name.tmp` or `_name` first and rename when done; such names are not data yet.
 HIDDEN_PREFIXES = (".", "_")
@@ -32,6 +32,10 @@ class LandingFile:
     def identity(self) -> str:
         return f"{self.key}\x1f{self.size}\x1f{self.version}"
 
+    @classmethod
+    def of(cls, info: ObjectInfo) -> LandingFile:
+        return cls(info.modified, info.key, info.size, info.version)
+
 
 class LandingStore(Protocol):
     uri: str
@@ -45,98 +49,37 @@ class LandingStore(Protocol):
     def open(self, key: str) -> IO[bytes]: ...  # a stream, for files too large to hold whole
 
 
-def is_visible(key: str) -> bool:
-    return not any(part.startswith(HIDDEN_PREFIXES) for part in PurePosixPath(key).parts)
+class Landing:
+    """The landing zone over object storage opened with untrusted names: listed oldest first, read only."""
 
-
-def safe_relative_key(key: str) -> PurePosixPath:
-    """The key as a relative path that cannot leave its root, or ValueError."""
-    path = PurePosixPath(key)
-    if not key or "\x00" in key or path.is_absolute() or ".." in path.parts or "\\" in key:
-        raise ValueError(f"unsafe landing key: {key!r}")
-    return path
-
-
-class LocalLanding:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.uri = str(root)
+    def __init__(self, storage: ObjectStorage, uri: str) -> None:
+        self.storage, self.uri = storage, uri
 
     def list_files(self, limit: int) -> list[LandingFile]:
         """Oldest first, at most `limit` files (the rest wait for the next listing)."""
-        files = sorted(self._walk(self.root, ""))
-        return files[:limit]
-
-    def _walk(self, folder: Path, prefix: str) -> Iterator[LandingFile]:
-        try:
-            entries = list(os.scandir(folder))
-        except FileNotFoundError:
-            return
-        for entry in entries:
-            if entry.name.startswith(HIDDEN_PREFIXES) or entry.is_symlink():
-                continue
-            key = f"{prefix}{entry.name}"
-            if entry.is_dir(follow_symlinks=False):
-                yield from self._walk(Path(entry.path), f"{key}/")
-            elif entry.is_file(follow_symlinks=False):
-                stat = entry.stat(follow_symlinks=False)
-                yield LandingFile(stat.st_mtime, key, stat.st_size, str(stat.st_mtime_ns))
-
-    def _path(self, key: str) -> Path:
-        path = self.root.joinpath(*safe_relative_key(key).parts)
-        if path.is_symlink() or not path.resolve().is_relative_to(self.root.resolve()):
-            raise ValueError(f"landing key leaves the landing root: {key!r}")
-        return path
+        return sorted(LandingFile.of(info) for info in self.storage.objects("", HIDDEN_PREFIXES))[:limit]
 
     def stat(self, key: str) -> LandingFile | None:
-        try:
-            stat = self._path(key).stat()
-        except FileNotFoundError:
-            return None
-        return LandingFile(stat.st_mtime, key, stat.st_size, str(stat.st_mtime_ns))
+        info = self.storage.stat(key)
+        return LandingFile.of(info) if info else None
 
     def read(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+        return self.storage.read(key)
 
     def open(self, key: str) -> IO[bytes]:
-        return self._path(key).open("rb")
+        return self.storage.open(key)
 
 
-class S3Landing:
+class LocalLanding(Landing):
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        super().__init__(LocalStorage(root, untrusted_names=True), str(root))
+
+
+class S3Landing(Landing):
     def __init__(self, client: Any, bucket: str, prefix: str) -> None:
-        self.client = client
-        self.bucket = bucket
-        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        self.uri = f"s3://{bucket}/{self.prefix}"
-
-    def list_files(self, limit: int) -> list[LandingFile]:
-        files: list[LandingFile] = []
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
-            for item in page.get("Contents", []):
-                key = item["Key"][len(self.prefix) :]
-                if key and not key.endswith("/") and is_visible(key):
-                    modified = item["LastModified"].timestamp()
-                    files.append(LandingFile(modified, key, item["Size"], item["ETag"].strip('"')))
-        return sorted(files)[:limit]
-
-    def stat(self, key: str) -> LandingFile | None:
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self.prefix + key)
-        except self.client.exceptions.ClientError as exc:
-            if is_not_found(exc):
-                # A HEAD 404 is also what a missing bucket gives: that is an error, not a vanished file.
-                self.client.head_bucket(Bucket=self.bucket)
-                return None
-            raise
-        return LandingFile(head["LastModified"].timestamp(), key, head["ContentLength"], head["ETag"].strip('"'))
-
-    def read(self, key: str) -> bytes:
-        return self.open(key).read()
-
-    def open(self, key: str) -> IO[bytes]:
-        body: IO[bytes] = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"]
-        return body
+        storage = S3Storage(client, bucket, prefix, untrusted_names=True)
+        super().__init__(storage, f"s3://{bucket}/{storage.prefix}/" if storage.prefix else f"s3://{bucket}/")
 
 
 def open_store(uri: str, s3_client: Callable[[], Any]) -> LandingStore:

@@ -1,10 +1,12 @@
 """Object storage under one root: a local folder or an S3 prefix, behind the same small API.
 
-The lake and the model registry both keep their files here. Keys are `/`-separated and
-built by this package from constants, validated ids and dates; every part is still checked
-against a strict pattern, so a key can never climb out of its root. A write is atomic per
-key: locally a hidden temporary file is made durable and renamed into place, and an S3
-PUT never shows a partial object.
+Every file the platform reads or writes goes through here: the lake and the model registry, whose
+keys this package builds from constants, validated ids and dates (every part is checked against a
+strict pattern), and the landing zone, whose names come from other systems (`untrusted_names`: any
+characters, but a local name that would leave the root, through `..`, an absolute path or a symlink,
+is refused; an S3 key is a name, not a path, and cannot leave its prefix). A write is atomic per key:
+locally a hidden temporary file is made durable and renamed into place, and an S3 PUT never shows a
+partial object.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, Final, Protocol
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, Final, NamedTuple, Protocol
 
 BUCKET_RE: Final = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 KEY_PART_RE: Final = re.compile(r"[A-Za-z0-9._=\-]+")
@@ -24,6 +26,15 @@ class NotFoundError(LookupError):
     """No object under that key."""
 
 
+class ObjectInfo(NamedTuple):
+    """An object as listed or stat-ed."""
+
+    key: str  # relative to the storage root
+    size: int
+    modified: float  # epoch seconds
+    version: str  # S3 ETag, or the modification time in ns locally
+
+
 def _check_parts(key: str, what: str) -> list[str]:
     parts = key.split("/") if key else []
     if any(p in (".", "..") or not KEY_PART_RE.fullmatch(p) for p in parts):
@@ -31,8 +42,16 @@ def _check_parts(key: str, what: str) -> list[str]:
     return parts
 
 
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".")
+def safe_relative_key(key: str) -> PurePosixPath:
+    """An untrusted name as a relative path that cannot leave its root, or ValueError."""
+    path = PurePosixPath(key)
+    if not key or "\x00" in key or path.is_absolute() or ".." in path.parts or "\\" in key:
+        raise ValueError(f"unsafe key: {key!r}")
+    return path
+
+
+def _is_hidden(key: str, hidden: tuple[str, ...]) -> bool:
+    return any(part.startswith(hidden) for part in key.split("/"))
 
 
 class ObjectStorage(Protocol):
@@ -45,6 +64,12 @@ class ObjectStorage(Protocol):
     def delete(self, key: str) -> None: ...  # a missing key is fine
 
     def keys(self, folder: str) -> list[str]: ...  # every key below `folder`, sorted
+
+    def objects(self, folder: str = "", hidden: tuple[str, ...] = (".",)) -> Iterator[ObjectInfo]: ...
+
+    def stat(self, key: str) -> ObjectInfo | None: ...  # None when there is no such object
+
+    def open(self, key: str) -> IO[bytes]: ...  # a stream, for files too large to hold whole
 
     def children(self, folder: str) -> list[str]: ...  # immediate sub-folder names
 
@@ -82,11 +107,16 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
 
 
 class LocalStorage:
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path | str, *, untrusted_names: bool = False) -> None:
+        self.root, self.untrusted_names = Path(root), untrusted_names
 
     def _path(self, key: str) -> Path:
-        return self.root.joinpath(*_check_parts(key, "storage key"))
+        if not self.untrusted_names:
+            return self.root.joinpath(*_check_parts(key, "storage key"))
+        path = self.root.joinpath(*safe_relative_key(key).parts)
+        if path.is_symlink() or not path.resolve().is_relative_to(self.root.resolve()):
+            raise ValueError(f"key leaves the storage root: {key!r}")
+        return path
 
     def read(self, key: str) -> bytes:
         try:
@@ -104,21 +134,44 @@ class LocalStorage:
         self._path(key).unlink(missing_ok=True)
 
     def keys(self, folder: str) -> list[str]:
-        base = self._path(folder)
-        if not base.is_dir():
-            return []
-        found: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
-            relative = Path(dirpath).relative_to(self.root).as_posix()
-            found.extend(f"{relative}/{name}" for name in filenames if not _is_hidden(name))
-        return sorted(found)
+        return sorted(info.key for info in self.objects(folder))
+
+    def objects(self, folder: str = "", hidden: tuple[str, ...] = (".",)) -> Iterator[ObjectInfo]:
+        """Every file below `folder`, in no order; hidden names and symlinks are skipped at every level."""
+        yield from self._walk(self._path(folder) if folder else self.root, f"{folder}/" if folder else "", hidden)
+
+    def _walk(self, path: Path, prefix: str, hidden: tuple[str, ...]) -> Iterator[ObjectInfo]:
+        try:
+            entries = list(os.scandir(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            if entry.name.startswith(hidden) or entry.is_symlink():
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(Path(entry.path), f"{prefix}{entry.name}/", hidden)
+            elif entry.is_file(follow_symlinks=False):
+                try:
+                    stat = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # removed since the folder was read
+                    continue
+                yield ObjectInfo(f"{prefix}{entry.name}", stat.st_size, stat.st_mtime, str(stat.st_mtime_ns))
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            stat = self._path(key).stat()
+        except FileNotFoundError:
+            return None
+        return ObjectInfo(key, stat.st_size, stat.st_mtime, str(stat.st_mtime_ns))
+
+    def open(self, key: str) -> IO[bytes]:
+        return self._path(key).open("rb")
 
     def children(self, folder: str) -> list[str]:
         path = self._path(folder)
         if not path.is_dir():
             return []
-        return sorted(p.name for p in path.iterdir() if p.is_dir() and not _is_hidden(p.name))
+        return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
@@ -128,13 +181,14 @@ class LocalStorage:
 
 
 class S3Storage:
-    def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
+    def __init__(self, client: Any, bucket: str, prefix: str = "", *, untrusted_names: bool = False) -> None:
         if not BUCKET_RE.fullmatch(bucket):
             raise ValueError(f"invalid bucket name {bucket!r}")
         self.client, self.bucket, self.prefix = client, bucket, "/".join(_check_parts(prefix.strip("/"), "S3 prefix"))
+        self.untrusted_names = untrusted_names
 
     def _key(self, key: str) -> str:
-        parts = _check_parts(key, "storage key")
+        parts = key.split("/") if self.untrusted_names and key else _check_parts(key, "storage key")
         return "/".join([self.prefix, *parts] if self.prefix else parts)
 
     def read(self, key: str) -> bytes:
@@ -149,26 +203,49 @@ class S3Storage:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def exists(self, key: str) -> bool:
+        return self._head(key) is not None
+
+    def _head(self, key: str) -> dict[str, Any] | None:
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            head: dict[str, Any] = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         except self.client.exceptions.ClientError as error:
             if is_not_found(error):
-                return False
+                return None
             raise
-        return True
+        return head
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def _list(self, folder: str, **options: str) -> list[dict[str, Any]]:
-        prefix = self._key(folder).rstrip("/") + "/"
+        base = self._key(folder)
+        prefix = base.rstrip("/") + "/" if base else ""
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix, **options)
         return list(pages)
 
     def keys(self, folder: str) -> list[str]:
+        return sorted(info.key for info in self.objects(folder))
+
+    def objects(self, folder: str = "", hidden: tuple[str, ...] = (".",)) -> Iterator[ObjectInfo]:
+        """Every object below `folder`, in no order; keys with a hidden part are skipped."""
         strip = len(self.prefix) + 1 if self.prefix else 0
-        found = [obj["Key"][strip:] for page in self._list(folder) for obj in page.get("Contents", [])]
-        return sorted(k for k in found if not any(_is_hidden(part) for part in k.split("/")))
+        for page in self._list(folder):
+            for item in page.get("Contents", []):
+                key = item["Key"][strip:]
+                if key and not key.endswith("/") and not _is_hidden(key, hidden):
+                    yield ObjectInfo(key, item["Size"], item["LastModified"].timestamp(), item["ETag"].strip('"'))
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        head = self._head(key)
+        if head is None:
+            # A HEAD 404 is also what a missing bucket gives: that is an error, not a vanished object.
+            self.client.head_bucket(Bucket=self.bucket)
+            return None
+        return ObjectInfo(key, head["ContentLength"], head["LastModified"].timestamp(), head["ETag"].strip('"'))
+
+    def open(self, key: str) -> IO[bytes]:
+        body: IO[bytes] = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        return body
 
     def children(self, folder: str) -> list[str]:
         prefix = self._key(folder).rstrip("/") + "/"
@@ -177,7 +254,7 @@ class S3Storage:
             for page in self._list(folder, Delimiter="/")
             for cp in page.get("CommonPrefixes", [])
         ]
-        return sorted(n for n in names if not _is_hidden(n))
+        return sorted(n for n in names if not n.startswith("."))
 
     def local_path(self, key: str) -> Path | None:
         return None
@@ -203,12 +280,12 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def open_storage(uri: str, s3_client: Callable[[], Any]) -> ObjectStorage:
+def open_storage(uri: str, s3_client: Callable[[], Any], *, untrusted_names: bool = False) -> ObjectStorage:
     """A folder path, or `s3://bucket/prefix` through the given client factory (dagster-aws in Dagster)."""
     if uri.startswith("s3://"):
         bucket, prefix = split_s3_uri(uri)
-        return S3Storage(s3_client(), bucket, prefix)
-    return LocalStorage(uri)
+        return S3Storage(s3_client(), bucket, prefix, untrusted_names=untrusted_names)
+    return LocalStorage(uri, untrusted_names=untrusted_names)
 
 
 def s3_client_from_env() -> Any:

@@ -15,6 +15,18 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date=SETTINGS.history_star
 EVENTS_TABLE = tables.EVENTS.qualified_name
 
 
+def daily_check(name: str, asset: dg.AssetKey, description: str, *, blocking: bool = False) -> dg.AssetCheckSpec:
+    """A check that judges one day of a daily-partitioned asset."""
+    return dg.AssetCheckSpec(
+        name, asset=asset, description=description, blocking=blocking, partitions_def=daily_partitions
+    )
+
+
+def events_table_metadata() -> dict[str, object]:
+    """The definition metadata of an asset that writes the events table: its name and column schema."""
+    return {"dagster/column_schema": events_column_schema(), "dagster/table_name": EVENTS_TABLE}
+
+
 def events_column_schema() -> dg.TableSchema:
     """The UI's column schema, generated from the contract."""
     descriptions = column_descriptions()

@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL, daily_partitions
+from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL, daily_check, daily_partitions
 from dataplatform.defs.common.keys import FEATURE_DISTRIBUTIONS, TRAINING_EXAMPLES, WAREHOUSE_EVENTS
 from dataplatform.defs.resources import LakehouseResource
 from dataplatform.lib import features, featurestore, lakeread, tables, warehouse
@@ -36,12 +36,11 @@ def _schema() -> dg.TableSchema:
     metadata={"dagster/column_schema": _schema()},
     automation_condition=dg.AutomationCondition.eager(),
     check_specs=[
-        dg.AssetCheckSpec(
+        daily_check(
             "examples_conform",
-            asset=TRAINING_EXAMPLES,
-            partitions_def=daily_partitions,
+            TRAINING_EXAMPLES,
+            "Examples follow the training contract (unique ids, 0/1 labels, finite features). Blocking.",
             blocking=True,
-            description="Examples follow the training contract (unique ids, 0/1 labels, finite features). Blocking.",
         )
     ],
 )

@@ -11,16 +11,9 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from dataplatform.defs.common.conventions import (
-    EVENTS_TABLE,
-    OWNERS,
-    SETTINGS,
-    WRITER_POOL,
-    daily_partitions,
-    events_column_schema,
-)
+from dataplatform.defs.common.conventions import OWNERS, SETTINGS, WRITER_POOL, daily_partitions, events_table_metadata
 from dataplatform.defs.common.keys import HISTORY_EVENTS, LANDING_EVENTS
-from dataplatform.defs.ingestion.metadata import RECONCILE_DESCRIPTION, reconciliation_check, report_metadata
+from dataplatform.defs.ingestion.metadata import reconcile_check_spec, reconciliation_check, report_metadata
 from dataplatform.defs.resources import FileStoreResource, LakehouseResource
 from dataplatform.lib import warehouse
 from dataplatform.lib.batching import group_into_batches
@@ -83,10 +76,8 @@ def _waiting_files(store: LandingStore, lakehouse: LakehouseResource) -> list[La
     owners=OWNERS,
     tags={"mode": "streaming"},
     pool=WRITER_POOL,
-    metadata={"dagster/column_schema": events_column_schema(), "dagster/table_name": EVENTS_TABLE},
-    check_specs=[
-        dg.AssetCheckSpec("batch_reconciles", asset=LANDING_EVENTS, blocking=True, description=RECONCILE_DESCRIPTION)
-    ],
+    metadata=events_table_metadata(),
+    check_specs=[reconcile_check_spec(LANDING_EVENTS)],
 )
 def landing_events(
     context: dg.AssetExecutionContext,
@@ -125,10 +116,8 @@ def landing_events(
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=WRITER_POOL,
-    metadata={"dagster/column_schema": events_column_schema(), "dagster/table_name": EVENTS_TABLE},
-    check_specs=[
-        dg.AssetCheckSpec("batch_reconciles", asset=HISTORY_EVENTS, blocking=True, description=RECONCILE_DESCRIPTION)
-    ],
+    metadata=events_table_metadata(),
+    check_specs=[reconcile_check_spec(HISTORY_EVENTS)],
 )
 def history_events(
     context: dg.AssetExecutionContext,

@@ -64,3 +64,8 @@ RECONCILE_DESCRIPTION = (
     "Each batch: rows in = valid + quarantined + duplicates, and the warehouse holds exactly the valid rows "
     "(events) and the quarantined ones (quarantine) for it. Blocking: a failure stops downstream work."
 )
+
+
+def reconcile_check_spec(asset: dg.AssetKey) -> dg.AssetCheckSpec:
+    """The blocking check of an ingestion asset: its batches reconcile."""
+    return dg.AssetCheckSpec("batch_reconciles", asset=asset, blocking=True, description=RECONCILE_DESCRIPTION)

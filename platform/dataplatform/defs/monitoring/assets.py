@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL, daily_partitions
+from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL, daily_check, daily_partitions
 from dataplatform.defs.common.keys import CHAMPION, DRIFT_REPORT, MODEL_PERFORMANCE, TRAINING_EXAMPLES
 from dataplatform.defs.resources import LakehouseResource, ModelRegistryResource
 from dataplatform.lib import drift, features, featurestore, tables, warehouse
@@ -82,16 +82,13 @@ def _no_champion(check: str) -> dg.MaterializeResult:
     owners=OWNERS,
     pool=WRITER_POOL,
     check_specs=[
-        dg.AssetCheckSpec(
+        daily_check(
             "no_material_drift",
-            asset=DRIFT_REPORT,
-            partitions_def=daily_partitions,
-            description=(
-                "The day's drift verdict, the rule the retraining sensor acts on (lib/retraining DriftDay.verdict):"
-                " WARN on material drift (two or more features beyond their learned thresholds; `drift_without_impact`"
-                " when they carry under 10% of the champion's importance and its performance holds: not retrained"
-                " for), ERROR on a broken input (a feature with no usable value: alert, no retrain)."
-            ),
+            DRIFT_REPORT,
+            "The day's drift verdict, the rule the retraining sensor acts on (lib/retraining DriftDay.verdict):"
+            " WARN on material drift (two or more features beyond their learned thresholds; `drift_without_impact`"
+            " when they carry under 10% of the champion's importance and its performance holds: not retrained"
+            " for), ERROR on a broken input (a feature with no usable value: alert, no retrain).",
         )
     ],
 )
@@ -329,11 +326,10 @@ def performance_holds(con: Any, card: ModelCard, day: dt.date, expected_auc: flo
     owners=OWNERS,
     pool=WRITER_POOL,
     check_specs=[
-        dg.AssetCheckSpec(
+        daily_check(
             "performance_in_band",
-            asset=MODEL_PERFORMANCE,
-            partitions_def=daily_partitions,
-            description="Realized AUC inside the band learned from previous days: WARN below it, ERROR far below.",
+            MODEL_PERFORMANCE,
+            "Realized AUC inside the band learned from previous days: WARN below it, ERROR far below.",
         )
     ],
 )

@@ -12,7 +12,7 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecordStatus,
 )
 
-from dataplatform.defs.common.conventions import OWNERS, daily_partitions
+from dataplatform.defs.common.conventions import OWNERS, daily_check, daily_partitions
 from dataplatform.defs.common.keys import (
     DAILY_HEALTH,
     DRIFT_REPORT,
@@ -121,12 +121,11 @@ def day_outcomes(instance: dg.DagsterInstance, day: str) -> list[CheckOutcome]:
     kinds={"dagster"},
     owners=OWNERS,
     check_specs=[
-        dg.AssetCheckSpec(
+        daily_check(
             "every_check_passed",
-            asset=DAILY_HEALTH,
-            partitions_def=daily_partitions,
-            description="Every check of the day passed: ERROR when one failed with ERROR, else WARN when one "
-            "warned or did not run.",
+            DAILY_HEALTH,
+            "Every check of the day passed: ERROR when one failed with ERROR, else WARN when one warned or did "
+            "not run.",
         )
     ],
 )

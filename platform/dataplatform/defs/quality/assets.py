@@ -14,11 +14,11 @@ import dagster as dg
 import polars as pl
 
 from dataplatform.defs.common.conventions import (
-    EVENTS_TABLE,
     OWNERS,
     WRITER_POOL,
+    daily_check,
     daily_partitions,
-    events_column_schema,
+    events_table_metadata,
 )
 from dataplatform.defs.common.keys import EVENT_DISTRIBUTIONS, HISTORY_EVENTS, LANDING_EVENTS, WAREHOUSE_EVENTS
 from dataplatform.defs.resources import LakehouseResource
@@ -49,36 +49,43 @@ DISTRIBUTION_COLUMNS = ("price", "hour_of_day", "event_type", "category", "brand
 QUARANTINE_RATE_MIN_SPREAD = 0.005
 
 
-def _spec(name: str, description: str, blocking: bool = False) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(
-        name, asset=WAREHOUSE_EVENTS, description=description, blocking=blocking, partitions_def=daily_partitions
-    )
-
-
 EVENTS_CHECKS = [
-    _spec(
+    daily_check(
         "schema_conforms",
+        WAREHOUSE_EVENTS,
         "Every stored row of the day passes the event contract again (Pandera). Blocking.",
         blocking=True,
     ),
-    _spec("event_id_unique", "No event_id appears twice in the day, in the lake or in the warehouse. Blocking.", True),
-    _spec(
+    daily_check(
+        "event_id_unique",
+        WAREHOUSE_EVENTS,
+        "No event_id appears twice in the day, in the lake or in the warehouse. Blocking.",
+        blocking=True,
+    ),
+    daily_check(
         "day_reconciles",
+        WAREHOUSE_EVENTS,
         "Every batch that wrote the day reconciles (rows in = valid + quarantined + duplicates) and the lake and "
         "the warehouse hold the same event ids for the day. Blocking.",
         blocking=True,
     ),
-    _spec(
+    daily_check(
         "quarantine_conforms",
+        WAREHOUSE_EVENTS,
         "The day's quarantined records follow the quarantine contract: source file, row, raw record and at "
         "least one well-formed reason code each.",
     ),
-    _spec(
+    daily_check(
         "quarantine_rate_in_band",
+        WAREHOUSE_EVENTS,
         "The day's quarantine rate against a band learned from the previous days (median ± 3 robust sd): "
         "WARN above the band, ERROR above median + 6 sd.",
     ),
-    _spec("volume_in_band", "Events per day and per event type inside the band learned from previous days (WARN)."),
+    daily_check(
+        "volume_in_band",
+        WAREHOUSE_EVENTS,
+        "Events per day and per event type inside the band learned from previous days (WARN).",
+    ),
 ]
 
 
@@ -155,7 +162,7 @@ def _record_certification(
     kinds={"duckdb", "polars", "pandera"},
     owners=OWNERS,
     pool=WRITER_POOL,
-    metadata={"dagster/column_schema": events_column_schema(), "dagster/table_name": EVENTS_TABLE},
+    metadata=events_table_metadata(),
     check_specs=EVENTS_CHECKS,
 )
 def warehouse_events(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
@@ -286,6 +293,32 @@ def clean_history_days(lakehouse: LakehouseResource, day: dt.date) -> tuple[list
     return [d for d in lakeread.days_before(day, PROFILE_HISTORY_DAYS) if d not in left_out], left_out
 
 
+@dataclass(frozen=True)
+class DayAndHistory:
+    """A day's events and those of its clean history, for a tier-2 judgement of the day."""
+
+    current: pl.DataFrame
+    history: pl.DataFrame
+    history_days: list[dt.date]
+    left_out: dict[dt.date, str]  # suspect days kept out of the history, with why
+
+    def insufficient(self, check_name: str) -> dg.MaterializeResult | None:
+        """The result of a day that cannot be judged (no events, or no history to learn from); None otherwise."""
+        if self.current.height and self.history.height:
+            return None
+        return dg.MaterializeResult(
+            metadata={"status": "insufficient data", "rows": self.current.height, "history_rows": self.history.height},
+            check_results=[dg.AssetCheckResult(check_name=check_name, passed=True, metadata={"status": "no data"})],
+        )
+
+
+def day_and_history(lakehouse: LakehouseResource, day: dt.date) -> DayAndHistory:
+    lake = lakehouse.lake()
+    history_days, left_out = clean_history_days(lakehouse, day)
+    current, history = lakeread.events_for_days(lake, [day]), lakeread.events_for_days(lake, history_days)
+    return DayAndHistory(current, history, history_days, left_out)
+
+
 def _with_derived_columns(events: pl.DataFrame) -> pl.DataFrame:
     return events.with_columns(pl.col("timestamp").dt.hour().cast(pl.Float64).alias("hour_of_day"))
 
@@ -313,32 +346,23 @@ def _with_derived_columns(events: pl.DataFrame) -> pl.DataFrame:
     automation_condition=dg.AutomationCondition.eager(),
     pool=WRITER_POOL,
     check_specs=[
-        dg.AssetCheckSpec(
+        daily_check(
             "distributions_stable",
-            asset=EVENT_DISTRIBUTIONS,
-            partitions_def=daily_partitions,
-            description="No column of the day drifted beyond its learned threshold (WARN: a shift is news).",
+            EVENT_DISTRIBUTIONS,
+            "No column of the day drifted beyond its learned threshold (WARN: a shift is news).",
         )
     ],
 )
 def event_distributions(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
     day = dt.date.fromisoformat(context.partition_key)
-    lake = lakehouse.lake()
-    current = lakeread.events_for_days(lake, [day])
-    history_days, left_out = clean_history_days(lakehouse, day)
-    history = lakeread.events_for_days(lake, history_days)
-    if current.height == 0 or history.height == 0:
-        return dg.MaterializeResult(
-            metadata={"status": "insufficient data", "rows": current.height, "history_rows": history.height},
-            check_results=[
-                dg.AssetCheckResult(check_name="distributions_stable", passed=True, metadata={"status": "no data"})
-            ],
-        )
-    derived = _with_derived_columns(current), _with_derived_columns(history)
-    table, thresholds = _compare_to_history(*derived, history_days, day)
+    events = day_and_history(lakehouse, day)
+    if skipped := events.insufficient("distributions_stable"):
+        return skipped
+    derived = _with_derived_columns(events.current), _with_derived_columns(events.history)
+    table, thresholds = _compare_to_history(*derived, events.history_days, day)
     with lakehouse.connect() as con:
         warehouse.replace_rows(con, tables.DISTRIBUTION_DRIFT, table)
-    return _distributions_result(table, thresholds, history_days, left_out)
+    return _distributions_result(table, thresholds, events.history_days, events.left_out)
 
 
 def _compare_to_history(

@@ -6,11 +6,11 @@ import json
 import dagster as dg
 import polars as pl
 
-from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL, daily_partitions
+from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL, daily_check, daily_partitions
 from dataplatform.defs.common.keys import EVENT_PLAUSIBILITY, WAREHOUSE_EVENTS
-from dataplatform.defs.quality.assets import PROFILE_HISTORY_DAYS, clean_history_days
+from dataplatform.defs.quality.assets import PROFILE_HISTORY_DAYS, day_and_history
 from dataplatform.defs.resources import LakehouseResource
-from dataplatform.lib import lakeread, plausibility, tables, warehouse
+from dataplatform.lib import plausibility, tables, warehouse
 from dataplatform.lib.quality import markdown_table
 
 
@@ -47,29 +47,21 @@ def judge_against_history(
     automation_condition=dg.AutomationCondition.eager(),
     pool=WRITER_POOL,
     check_specs=[
-        dg.AssetCheckSpec(
+        daily_check(
             "records_plausible",
-            asset=EVENT_PLAUSIBILITY,
-            partitions_def=daily_partitions,
-            description="No record of the day is implausible (WARN, with counts per reason).",
+            EVENT_PLAUSIBILITY,
+            "No record of the day is implausible (WARN, with counts per reason).",
         )
     ],
 )
 def event_plausibility(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
     day = dt.date.fromisoformat(context.partition_key)
-    lake = lakehouse.lake()
-    history_days, left_out = clean_history_days(lakehouse, day)
-    current, history = lakeread.events_for_days(lake, [day]), lakeread.events_for_days(lake, history_days)
-    if current.height == 0 or history.height == 0:
-        return dg.MaterializeResult(
-            metadata={"status": "insufficient data", "rows": current.height, "history_rows": history.height},
-            check_results=[
-                dg.AssetCheckResult(check_name="records_plausible", passed=True, metadata={"status": "no data"})
-            ],
-        )
-    judged, bands = judge_against_history(lakehouse, current, history)
-    _record_suspects(lakehouse, day, current, judged, bands.version)
-    return _plausibility_result(judged, judged.height / current.height, bands, left_out)
+    events = day_and_history(lakehouse, day)
+    if skipped := events.insufficient("records_plausible"):
+        return skipped
+    judged, bands = judge_against_history(lakehouse, events.current, events.history)
+    _record_suspects(lakehouse, day, events.current, judged, bands.version)
+    return _plausibility_result(judged, judged.height / events.current.height, bands, events.left_out)
 
 
 def _record_suspects(

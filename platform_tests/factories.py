@@ -16,11 +16,13 @@ from dataplatform.defs.resources import (
     LakehouseResource,
     ModelRegistryResource,
     WarehouseResource,
+    ingestion_policy,
 )
 from dataplatform.lib import warehouse
 from dataplatform.lib.ingest import DEFAULT_PIECE_BYTES, IngestReport, batch_id_for, ingest_batch
 from dataplatform.lib.lake import Lake
 from dataplatform.lib.landing import LocalLanding
+from dataplatform.lib.settings import Settings
 
 
 def event(n: int, **overrides: object) -> dict[str, object]:
@@ -71,6 +73,7 @@ def local_resources(root: Path) -> dict[str, Any]:
     return {
         "landing": FileStoreResource(uri=str(root / "landing"), s3=s3, settle_seconds=0),
         "history": FileStoreResource(uri=str(root / "history"), s3=s3),
+        "ingestion": ingestion_policy(Settings.from_env()),
         "warehouse": warehouse_db,
         "lakehouse": LakehouseResource(s3=s3, lake_uri=str(root / "lake"), warehouse=warehouse_db),
         "models": ModelRegistryResource(root=str(root / "models"), s3=s3),

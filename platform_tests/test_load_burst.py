@@ -35,7 +35,7 @@ from dagster_aws.s3 import S3Resource
 from dataplatform.defs.common.conventions import SETTINGS
 from dataplatform.defs.ingestion.assets import landing_events
 from dataplatform.defs.ingestion.sensors import landing_files_sensor
-from dataplatform.defs.resources import FileStoreResource, LakehouseResource, WarehouseResource
+from dataplatform.defs.resources import FileStoreResource, LakehouseResource, WarehouseResource, ingestion_policy
 from dataplatform.lib import warehouse
 from dataplatform.lib.demo import DemoConfig, encode_events, generate_events
 from dataplatform.lib.landing import LandingFile, LocalLanding
@@ -67,6 +67,7 @@ def test_burst_of_10000_files_drains_in_bounded_ticks(
         write_landing(landing, f"burst-{i:05d}.jsonl", jsonl_bytes(records))
     resources = {
         "landing": FileStoreResource(uri=str(landing), s3=S3Resource(region_name="us-east-1"), settle_seconds=0),
+        "ingestion": ingestion_policy(SETTINGS),
         "lakehouse": LakehouseResource(
             s3=S3Resource(),
             lake_uri=str(tmp_path / "lake"),

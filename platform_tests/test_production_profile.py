@@ -33,8 +33,9 @@ from dagster_aws.s3 import S3Resource
 from dataplatform.defs.common.keys import LANDING_EVENTS
 from dataplatform.defs.ingestion.assets import landing_events
 from dataplatform.defs.ingestion.sensors import landing_files_sensor
-from dataplatform.defs.resources import FileStoreResource, LakehouseResource, WarehouseResource
+from dataplatform.defs.resources import FileStoreResource, LakehouseResource, WarehouseResource, ingestion_policy
 from dataplatform.lib import warehouse
+from dataplatform.lib.settings import Settings
 from factories import event, jsonl_bytes, write_landing
 
 REPO = Path(__file__).resolve().parents[1]
@@ -384,6 +385,7 @@ def test_sensor_tick_and_materialization_with_dagster_storage_on_postgres(
     resources = {
         "landing": FileStoreResource(uri=str(landing), s3=s3_resource, settle_seconds=0),
         "history": FileStoreResource(uri=str(tmp_path / "history"), s3=s3_resource),
+        "ingestion": ingestion_policy(Settings.from_env()),
         # The profile's lake: on S3 (moto), through the same dagster-aws resource.
         "lakehouse": LakehouseResource(
             s3=S3Resource(endpoint_url=endpoint, region_name="us-east-1"),

@@ -16,8 +16,9 @@ from dagster_aws.s3 import S3Resource
 from dataplatform.defs.ingestion.assets import history_events, landing_events
 from dataplatform.defs.ingestion.sensors import landing_files_sensor
 from dataplatform.defs.quality.assets import warehouse_events
-from dataplatform.defs.resources import FileStoreResource, LakehouseResource, WarehouseResource
+from dataplatform.defs.resources import FileStoreResource, LakehouseResource, WarehouseResource, ingestion_policy
 from dataplatform.lib import lakeread, warehouse
+from dataplatform.lib.settings import Settings
 from factories import event, gzip_bytes, jsonl_bytes
 
 LANDING_BUCKET = "landing-bucket"
@@ -52,6 +53,7 @@ def resources(request: pytest.FixtureRequest, s3: Any, moto_endpoint: str, tmp_p
         # S3 reports LastModified in whole seconds and objects appear complete: no settle time needed.
         "landing": FileStoreResource(uri=f"s3://{LANDING_BUCKET}/incoming", s3=s3_resource, settle_seconds=0.0),
         "history": FileStoreResource(uri=f"s3://{HISTORY_BUCKET}/dumps", s3=s3_resource),
+        "ingestion": ingestion_policy(Settings.from_env()),
         "lakehouse": LakehouseResource(
             s3=s3_resource, lake_uri=lake_uri, warehouse=WarehouseResource(database=str(tmp_path / "wh.duckdb"))
         ),

@@ -16,7 +16,6 @@ import sys
 import dagster as dg
 
 from dataplatform.definitions import defs
-from dataplatform.defs.common.conventions import SETTINGS
 from dataplatform.defs.common.keys import HISTORY_EVENTS, LANDING_EVENTS
 from dataplatform.lib.landing import open_store
 
@@ -28,7 +27,8 @@ DAY_FOLDER = re.compile(r"^event_date=(\d{4}-\d{2}-\d{2})/")
 def history_days(definitions: dg.Definitions) -> list[str]:
     history = definitions.resources["history"]
     store = open_store(history.uri, history.s3.get_client)
-    days = {m.group(1) for f in store.list_files(SETTINGS.max_listed_files) if (m := DAY_FOLDER.match(f.key))}
+    listed = store.list_files(definitions.resources["ingestion"].max_listed_files)
+    days = {m.group(1) for f in listed if (m := DAY_FOLDER.match(f.key))}
     return sorted(days)
 
 
@@ -54,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
             ok &= _run(definitions, [HISTORY_EVENTS], instance, tags={RANGE_START: days[0], RANGE_END: days[-1]})
         landing = definitions.resources["landing"]
         ledger = definitions.resources["lakehouse"].lake().ledger
+        max_listed = definitions.resources["ingestion"].max_listed_files
         for _ in range(args.max_landing_batches):
             store = open_store(landing.uri, landing.s3.get_client)
-            if not any(not ledger.has_file(f) for f in store.list_files(SETTINGS.max_listed_files)):
+            if not any(not ledger.has_file(f) for f in store.list_files(max_listed)):
                 break
             print("landing_events: one micro-batch", flush=True)
             if not _run(definitions, [LANDING_EVENTS], instance):

@@ -12,8 +12,10 @@ from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from dataplatform.defs.common.conventions import SETTINGS
 from dataplatform.lib import warehouse
 from dataplatform.lib.alerts import Alert, deliver
+from dataplatform.lib.batching import BatchLimits
 from dataplatform.lib.lake import Lake
 from dataplatform.lib.landing import LandingStore, open_store
 from dataplatform.lib.registry import ModelRegistry
@@ -33,6 +35,41 @@ class FileStoreResource(dg.ConfigurableResource):
     def store(self, subfolder: str | None = None) -> LandingStore:
         uri = self.uri.rstrip("/") + (f"/{subfolder}" if subfolder else "")
         return open_store(uri, self.s3.get_client)
+
+
+class IngestionPolicyResource(dg.ConfigurableResource):
+    """How landing files become micro-batches, and when a file is read in pieces (DP_* settings; the
+    Deployment page shows the values in force)."""
+
+    max_listed_files: int = Field(description="Files one listing of the landing zone or history returns at most")
+    batch_max_files: int = Field(description="Files in one micro-batch at most")
+    batch_max_bytes: int = Field(description="Estimated in-memory bytes of one micro-batch at most")
+    max_batches_per_tick: int = Field(description="Runs one sensor tick requests at most")
+    max_attempts: int = Field(description="Attempts of a failed batch before it is left to an operator")
+    max_in_flight: int = Field(description="Micro-batch runs queued or running at once")
+    piece_bytes: int = Field(description="A file larger than this in memory is read and committed in pieces")
+
+    def batch_limits(self, settle_seconds: float) -> BatchLimits:
+        return BatchLimits(
+            max_files=self.batch_max_files,
+            max_bytes=self.batch_max_bytes,
+            max_batches_per_tick=self.max_batches_per_tick,
+            settle_seconds=settle_seconds,
+            max_attempts=self.max_attempts,
+            max_in_flight=self.max_in_flight,
+        )
+
+
+def ingestion_policy(settings: Settings) -> IngestionPolicyResource:
+    return IngestionPolicyResource(
+        max_listed_files=settings.max_listed_files,
+        batch_max_files=settings.batch_max_files,
+        batch_max_bytes=settings.batch_max_bytes,
+        max_batches_per_tick=settings.max_batches_per_tick,
+        max_attempts=settings.max_attempts,
+        max_in_flight=settings.max_in_flight,
+        piece_bytes=settings.piece_bytes,
+    )
 
 
 class WarehouseResource(DuckDBResource):
@@ -121,6 +158,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "landing": FileStoreResource(uri=settings.landing_uri, s3=s3, settle_seconds=settings.settle_seconds),
         "history": FileStoreResource(uri=settings.history_uri, s3=s3),
+        "ingestion": ingestion_policy(settings),
         "warehouse": warehouse_db,
         "lakehouse": LakehouseResource(lake_uri=settings.lake_uri, warehouse=warehouse_db, s3=s3),
         "alerts": AlertWebhookResource(url=_env_secret("DP_ALERT_WEBHOOK_URL")),
@@ -130,4 +168,4 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources=build_resources(Settings.from_env()))
+    return dg.Definitions(resources=build_resources(SETTINGS))

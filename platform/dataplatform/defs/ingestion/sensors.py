@@ -6,8 +6,8 @@ import dagster as dg
 
 from dataplatform.defs.common.conventions import SETTINGS
 from dataplatform.defs.ingestion.assets import landing_events
-from dataplatform.defs.resources import FileStoreResource, LakehouseResource
-from dataplatform.lib.batching import BatchLimits, RunOutcome, SensorState, plan_tick
+from dataplatform.defs.resources import FileStoreResource, IngestionPolicyResource, LakehouseResource
+from dataplatform.lib.batching import RunOutcome, SensorState, plan_tick
 
 ingest_landing_job = dg.define_asset_job(
     "ingest_landing_job",
@@ -41,25 +41,21 @@ def _run_outcome(instance: dg.DagsterInstance, run_key: str) -> RunOutcome:
     ),
 )
 def landing_files_sensor(
-    context: dg.SensorEvaluationContext, landing: FileStoreResource, lakehouse: LakehouseResource
+    context: dg.SensorEvaluationContext,
+    landing: FileStoreResource,
+    lakehouse: LakehouseResource,
+    ingestion: IngestionPolicyResource,
 ) -> dg.SensorResult:
     state = SensorState.from_cursor(context.cursor)
     ledger = lakehouse.lake().ledger
-    listed = landing.store().list_files(SETTINGS.max_listed_files)
+    listed = landing.store().list_files(ingestion.max_listed_files)
     plan = plan_tick(
         listed,
         state,
         is_ingested=ledger.has_file,
         run_outcome=lambda run_key: _run_outcome(context.instance, run_key),
         now=time.time(),
-        limits=BatchLimits(
-            max_files=SETTINGS.batch_max_files,
-            max_bytes=SETTINGS.batch_max_bytes,
-            max_batches_per_tick=SETTINGS.max_batches_per_tick,
-            settle_seconds=landing.settle_seconds,
-            max_attempts=SETTINGS.max_attempts,
-            max_in_flight=SETTINGS.max_in_flight,
-        ),
+        limits=ingestion.batch_limits(landing.settle_seconds),
     )
     for note in plan.notes:
         context.log.info(note)

@@ -7,6 +7,7 @@ the warehouse agree. Its blocking checks keep a bad day away from features and t
 """
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -319,15 +320,31 @@ def day_and_history(lakehouse: LakehouseResource, day: dt.date) -> DayAndHistory
     return DayAndHistory(current, history, history_days, left_out)
 
 
+def tier2_asset(
+    key: dg.AssetKey, *, description: str, kinds: set[str], check: tuple[str, str]
+) -> Callable[[Callable[..., dg.MaterializeResult]], dg.AssetsDefinition]:
+    """The decorator of a tier-2 judgement of one certified day, with its one check (name, description).
+    It follows its parent: a re-certified day (after a backfill, say) is judged again."""
+    return dg.asset(
+        key=key,
+        deps=[WAREHOUSE_EVENTS],
+        partitions_def=daily_partitions,
+        group_name="quality",
+        description=description,
+        kinds=kinds,
+        owners=OWNERS,
+        automation_condition=dg.AutomationCondition.eager(),
+        pool=WRITER_POOL,
+        check_specs=[daily_check(check[0], key, check[1])],
+    )
+
+
 def _with_derived_columns(events: pl.DataFrame) -> pl.DataFrame:
     return events.with_columns(pl.col("timestamp").dt.hour().cast(pl.Float64).alias("hour_of_day"))
 
 
-@dg.asset(
-    key=EVENT_DISTRIBUTIONS,
-    deps=[WAREHOUSE_EVENTS],
-    partitions_def=daily_partitions,
-    group_name="quality",
+@tier2_asset(
+    EVENT_DISTRIBUTIONS,
     description=(
         "Tier-2 statistical validation of one day: each column's distribution against the previous "
         f"{REFERENCE_DAYS} days (two-sample Kolmogorov-Smirnov for numeric columns, two-sample chi-square for "
@@ -341,17 +358,10 @@ def _with_derived_columns(events: pl.DataFrame) -> pl.DataFrame:
         "Results: table `distribution_drift`."
     ),
     kinds={"polars", "scipy", "duckdb"},
-    owners=OWNERS,
-    # Follows its parent: a re-certified day (after a backfill, say) gets its statistics again.
-    automation_condition=dg.AutomationCondition.eager(),
-    pool=WRITER_POOL,
-    check_specs=[
-        daily_check(
-            "distributions_stable",
-            EVENT_DISTRIBUTIONS,
-            "No column of the day drifted beyond its learned threshold (WARN: a shift is news).",
-        )
-    ],
+    check=(
+        "distributions_stable",
+        "No column of the day drifted beyond its learned threshold (WARN: a shift is news).",
+    ),
 )
 def event_distributions(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
     day = dt.date.fromisoformat(context.partition_key)

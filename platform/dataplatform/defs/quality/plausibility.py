@@ -6,9 +6,8 @@ import json
 import dagster as dg
 import polars as pl
 
-from dataplatform.defs.common.conventions import OWNERS, WRITER_POOL, daily_check, daily_partitions
-from dataplatform.defs.common.keys import EVENT_PLAUSIBILITY, WAREHOUSE_EVENTS
-from dataplatform.defs.quality.assets import PROFILE_HISTORY_DAYS, day_and_history
+from dataplatform.defs.common.keys import EVENT_PLAUSIBILITY
+from dataplatform.defs.quality.assets import PROFILE_HISTORY_DAYS, day_and_history, tier2_asset
 from dataplatform.defs.resources import LakehouseResource
 from dataplatform.lib import plausibility, tables, warehouse
 from dataplatform.lib.quality import markdown_table
@@ -26,11 +25,8 @@ def judge_against_history(
     return plausibility.judge(current, history, bands), bands
 
 
-@dg.asset(
-    key=EVENT_PLAUSIBILITY,
-    deps=[WAREHOUSE_EVENTS],
-    partitions_def=daily_partitions,
-    group_name="quality",
+@tier2_asset(
+    EVENT_PLAUSIBILITY,
     description=(
         "Records that pass the contract but not what history says about their entity: a price far from the "
         "product's typical price (price:implausible), a user with more events in a day than history's ceiling "
@@ -43,16 +39,7 @@ def judge_against_history(
         "corruption share that `ml/training_set` keeps out of training."
     ),
     kinds={"polars", "duckdb"},
-    owners=OWNERS,
-    automation_condition=dg.AutomationCondition.eager(),
-    pool=WRITER_POOL,
-    check_specs=[
-        daily_check(
-            "records_plausible",
-            EVENT_PLAUSIBILITY,
-            "No record of the day is implausible (WARN, with counts per reason).",
-        )
-    ],
+    check=("records_plausible", "No record of the day is implausible (WARN, with counts per reason)."),
 )
 def event_plausibility(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
     day = dt.date.fromisoformat(context.partition_key)

@@ -15,6 +15,7 @@ from dataplatform.defs.resources import (
     FileStoreResource,
     LakehouseResource,
     ModelRegistryResource,
+    RetrainingPolicyResource,
     WarehouseResource,
     ingestion_policy,
 )
@@ -74,6 +75,7 @@ def local_resources(root: Path) -> dict[str, Any]:
         "landing": FileStoreResource(uri=str(root / "landing"), s3=s3, settle_seconds=0),
         "history": FileStoreResource(uri=str(root / "history"), s3=s3),
         "ingestion": ingestion_policy(Settings.from_env()),
+        "retraining": RetrainingPolicyResource(cooldown_days=Settings.from_env().retrain_cooldown_days),
         "warehouse": warehouse_db,
         "lakehouse": LakehouseResource(s3=s3, lake_uri=str(root / "lake"), warehouse=warehouse_db),
         "models": ModelRegistryResource(root=str(root / "models"), s3=s3),

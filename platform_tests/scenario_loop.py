@@ -148,7 +148,9 @@ def run_scenario(
                     result.auc_every_day[labelled] = evaluate(every_day_model, examples, bootstrap=0).auc
             every_day_model = train_every_day_model(resources)
             result.every_day_retrains += 1
-            with dg.build_sensor_context(instance=instance, resources={"alerts": resources["alerts"]}) as context:
+            with dg.build_sensor_context(
+                instance=instance, resources={k: resources[k] for k in ("alerts", "retraining")}
+            ) as context:
                 tick = drift_retraining_sensor(context)
             for request in tick.run_requests:
                 run = materialize_or_fail(

@@ -167,7 +167,9 @@ def test_a_drift_retrain_follows_the_onset_and_records_its_cost_and_gain(loop: t
 
 def test_the_drift_sensor_waits_for_persistent_drift(loop: tuple) -> None:
     resources, instance, _ = loop
-    with dg.build_sensor_context(instance=instance, resources={"alerts": resources["alerts"]}) as context:
+    with dg.build_sensor_context(
+        instance=instance, resources={k: resources[k] for k in ("alerts", "retraining")}
+    ) as context:
         result = drift_retraining_sensor(context)
     # One drift report so far (whatever it found), one day after the model's data ends: either
     # rule (not "M of the last N" days; inside the cooldown) keeps it from retraining.

@@ -60,6 +60,12 @@ class IngestionPolicyResource(dg.ConfigurableResource):
         )
 
 
+class RetrainingPolicyResource(dg.ConfigurableResource):
+    """When the drift retraining sensor may retrain again (DP_RETRAIN_COOLDOWN_DAYS)."""
+
+    cooldown_days: int = Field(description="Days of data between drift-triggered retrains")
+
+
 def ingestion_policy(settings: Settings) -> IngestionPolicyResource:
     return IngestionPolicyResource(
         max_listed_files=settings.max_listed_files,
@@ -159,6 +165,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "landing": FileStoreResource(uri=settings.landing_uri, s3=s3, settle_seconds=settings.settle_seconds),
         "history": FileStoreResource(uri=settings.history_uri, s3=s3),
         "ingestion": ingestion_policy(settings),
+        "retraining": RetrainingPolicyResource(cooldown_days=settings.retrain_cooldown_days),
         "warehouse": warehouse_db,
         "lakehouse": LakehouseResource(lake_uri=settings.lake_uri, warehouse=warehouse_db, s3=s3),
         "alerts": AlertWebhookResource(url=_env_secret("DP_ALERT_WEBHOOK_URL")),

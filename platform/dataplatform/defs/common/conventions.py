@@ -9,8 +9,8 @@ from dataplatform.lib.settings import Settings
 
 # The settings (DP_* variables), read once per process. Dagster needs some of them when it loads the
 # definitions: the partitions' start, the sensor interval and the training config's defaults (which the
-# retraining sensor's holdout must agree with). The retraining sensor also reads its cooldown here. Everything
-# else a run or a tick reads comes from the resources built from these settings (defs/resources.py).
+# retraining sensor's holdout must agree with). Everything else a run or a tick reads comes from the
+# resources built from these settings (defs/resources.py).
 SETTINGS = Settings.from_env()
 OWNERS = ["team:data-platform"]
 # One writer at a time: every step that writes the DuckDB warehouse takes a slot of this pool.

@@ -18,7 +18,7 @@ from dataplatform.defs.common.keys import (
 )
 from dataplatform.defs.ml import jobs
 from dataplatform.defs.ml.assets import ONSET_TAG, TRIGGER_TAG
-from dataplatform.defs.resources import AlertWebhookResource
+from dataplatform.defs.resources import AlertWebhookResource, RetrainingPolicyResource
 from dataplatform.lib.alerts import Alert
 from dataplatform.lib.retraining import (
     PRE_ONSET_WEIGHT,
@@ -124,7 +124,9 @@ def _last_retrain(instance: dg.DagsterInstance) -> dt.date | None:
         "run tags, is recorded as an observation of ml/challenger_model and sent as an alert."
     ),
 )
-def drift_retraining_sensor(context: dg.SensorEvaluationContext, alerts: AlertWebhookResource) -> dg.SensorResult:
+def drift_retraining_sensor(
+    context: dg.SensorEvaluationContext, alerts: AlertWebhookResource, retraining: RetrainingPolicyResource
+) -> dg.SensorResult:
     drift_days = _drift_days(context.instance)
     performance_days = _performance_days(context.instance)
     decision = retrain_decision(
@@ -132,7 +134,7 @@ def drift_retraining_sensor(context: dg.SensorEvaluationContext, alerts: AlertWe
         performance_days,
         last_retrain=_last_retrain(context.instance),
         today=max((d.day for d in drift_days), default=dt.datetime.now(dt.UTC).date()),
-        cooldown_days=SETTINGS.retrain_cooldown_days,
+        cooldown_days=retraining.cooldown_days,
         last_window=_last_window(context.instance),
         labelled_days=[p.day for p in performance_days],
         holdout_days=SETTINGS.holdout_days,

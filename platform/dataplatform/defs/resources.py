@@ -12,7 +12,6 @@ from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from dataplatform.defs.common.conventions import SETTINGS
 from dataplatform.lib import warehouse
 from dataplatform.lib.alerts import Alert, deliver
 from dataplatform.lib.batching import BatchLimits
@@ -175,4 +174,5 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources=build_resources(SETTINGS))
+    # Read when the definitions are built, so that definitions built again see the environment as it is then.
+    return dg.Definitions(resources=build_resources(Settings.from_env()))

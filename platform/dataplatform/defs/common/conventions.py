@@ -7,10 +7,10 @@ from dataplatform.lib import tables
 from dataplatform.lib.contract import REQUIRED_COLUMNS, column_descriptions, event_dtypes
 from dataplatform.lib.settings import Settings
 
-# The settings (DP_* variables), read once per process. Dagster needs some of them when it loads the
-# definitions: the partitions' start, the sensor interval and the training config's defaults (which the
-# retraining sensor's holdout must agree with). Everything else a run or a tick reads comes from the
-# resources built from these settings (defs/resources.py).
+# The settings (DP_* variables) Dagster needs when it imports the definitions: the partitions' start, the
+# sensor interval and the training config's defaults (which the retraining sensor's holdout must agree
+# with). Everything else a run or a tick reads comes from the resources, which read the settings when the
+# definitions are built (defs/resources.py).
 SETTINGS = Settings.from_env()
 OWNERS = ["team:data-platform"]
 # One writer at a time: every step that writes the DuckDB warehouse takes a slot of this pool.

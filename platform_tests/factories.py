@@ -15,9 +15,8 @@ from dataplatform.defs.resources import (
     FileStoreResource,
     LakehouseResource,
     ModelRegistryResource,
-    RetrainingPolicyResource,
     WarehouseResource,
-    ingestion_policy,
+    build_resources,
 )
 from dataplatform.lib import warehouse
 from dataplatform.lib.ingest import DEFAULT_PIECE_BYTES, IngestReport, batch_id_for, ingest_batch
@@ -71,11 +70,12 @@ def local_resources(root: Path) -> dict[str, Any]:
     """The platform's resources on local folders under `root` (landing files settle at once)."""
     s3 = S3Resource(region_name="us-east-1")
     warehouse_db = WarehouseResource(database=str(root / "wh.duckdb"))
+    built = build_resources(Settings.from_env())
     return {
         "landing": FileStoreResource(uri=str(root / "landing"), s3=s3, settle_seconds=0),
         "history": FileStoreResource(uri=str(root / "history"), s3=s3),
-        "ingestion": ingestion_policy(Settings.from_env()),
-        "retraining": RetrainingPolicyResource(cooldown_days=Settings.from_env().retrain_cooldown_days),
+        # The settings' resources as the code location builds them.
+        **{key: built[key] for key in ("ingestion", "retraining")},
         "warehouse": warehouse_db,
         "lakehouse": LakehouseResource(s3=s3, lake_uri=str(root / "lake"), warehouse=warehouse_db),
         "models": ModelRegistryResource(root=str(root / "models"), s3=s3),

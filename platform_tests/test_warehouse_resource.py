@@ -3,6 +3,7 @@ platform's tables, in UTC, waiting for the writer's lock instead of failing."""
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import dagster as dg
@@ -53,22 +54,34 @@ def test_a_connection_waits_for_the_writer_lock_held_by_another_process(tmp_path
     resources = local_resources(tmp_path)
     with resources["warehouse"].get_connection():
         pass  # the declared tables exist
+    # The holder keeps the lock until told to let go, so the test does not depend on how fast the machine is.
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            f"import duckdb, sys, time; c = duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep(3)",
+            f"import duckdb, sys; c = duckdb.connect({str(path)!r}); print('held', flush=True); sys.stdin.readline()",
         ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
+    counted: list[tuple] = []
+
+    def count_events() -> None:
+        with resources["warehouse"].get_connection(read_only=True) as con:
+            counted.append(con.execute("SELECT count(*) FROM events").fetchone())
+
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert holder.stdin is not None and holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(duckdb.IOException, match="lock"):
             duckdb.connect(str(path))  # what a plain connection does meanwhile
-        # The resource's connection waits for the holder to let go.
-        with resources["warehouse"].get_connection(read_only=True) as con:
-            assert con.execute("SELECT count(*) FROM events").fetchone() == (0,)
+        reader = threading.Thread(target=count_events)
+        reader.start()  # the resource's connection waits for the holder to let go
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
+        holder.wait()
+        reader.join()
+        assert counted == [(0,)]
     finally:
         holder.kill()
         holder.wait()

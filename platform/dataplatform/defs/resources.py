@@ -37,8 +37,8 @@ class FileStoreResource(dg.ConfigurableResource):
 
 
 class IngestionPolicyResource(dg.ConfigurableResource):
-    """How landing files become micro-batches, and when a file is read in pieces (DP_* settings; the
-    Deployment page shows the values in force)."""
+    """How landing files become micro-batches, and when a file is read in pieces (DP_* settings; the UI's
+    list of resources shows the values in force)."""
 
     max_listed_files: int = Field(description="Files one listing of the landing zone or history returns at most")
     batch_max_files: int = Field(description="Files in one micro-batch at most")
@@ -66,15 +66,8 @@ class RetrainingPolicyResource(dg.ConfigurableResource):
 
 
 def ingestion_policy(settings: Settings) -> IngestionPolicyResource:
-    return IngestionPolicyResource(
-        max_listed_files=settings.max_listed_files,
-        batch_max_files=settings.batch_max_files,
-        batch_max_bytes=settings.batch_max_bytes,
-        max_batches_per_tick=settings.max_batches_per_tick,
-        max_attempts=settings.max_attempts,
-        max_in_flight=settings.max_in_flight,
-        piece_bytes=settings.piece_bytes,
-    )
+    """The resource's fields carry the settings' names."""
+    return IngestionPolicyResource(**{name: getattr(settings, name) for name in IngestionPolicyResource.model_fields})
 
 
 class WarehouseResource(DuckDBResource):

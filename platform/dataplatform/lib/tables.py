@@ -47,7 +47,10 @@ class Table:
 
     def ddl(self) -> str:
         first = [name for name in self.columns if name not in self.added]
-        lines = [f'"{name}" {duckdb_type(self.columns[name])}' + self._constraint(name) for name in first]
+        lines = [
+            f'"{name}" {duckdb_type(self.columns[name])}' + (" NOT NULL" if name in self.required else "")
+            for name in first
+        ]
         if self.key and self.key_enforced:
             lines.append("PRIMARY KEY (" + ", ".join(f'"{c}"' for c in self.key) + ")")
         statements = [f"CREATE TABLE IF NOT EXISTS {self.name} (" + ", ".join(lines) + ");"]
@@ -56,9 +59,6 @@ class Table:
             for name in self.added
         ]
         return "\n".join(statements)
-
-    def _constraint(self, column: str) -> str:
-        return " NOT NULL" if column in self.required else ""
 
 
 def duckdb_type(dtype: pl.DataType) -> str:

@@ -321,9 +321,9 @@ def day_and_history(lakehouse: LakehouseResource, day: dt.date) -> DayAndHistory
 
 
 def tier2_asset(
-    key: dg.AssetKey, *, description: str, kinds: set[str], check: tuple[str, str]
+    key: dg.AssetKey, *, description: str, kinds: set[str], check_name: str, check_description: str
 ) -> Callable[[Callable[..., dg.MaterializeResult]], dg.AssetsDefinition]:
-    """The decorator of a tier-2 judgement of one certified day, with its one check (name, description).
+    """The decorator of a tier-2 judgement of one certified day, with its one check.
     It follows its parent: a re-certified day (after a backfill, say) is judged again."""
     return dg.asset(
         key=key,
@@ -335,7 +335,7 @@ def tier2_asset(
         owners=OWNERS,
         automation_condition=dg.AutomationCondition.eager(),
         pool=WRITER_POOL,
-        check_specs=[daily_check(check[0], key, check[1])],
+        check_specs=[daily_check(check_name, key, check_description)],
     )
 
 
@@ -358,10 +358,8 @@ def _with_derived_columns(events: pl.DataFrame) -> pl.DataFrame:
         "Results: table `distribution_drift`."
     ),
     kinds={"polars", "scipy", "duckdb"},
-    check=(
-        "distributions_stable",
-        "No column of the day drifted beyond its learned threshold (WARN: a shift is news).",
-    ),
+    check_name="distributions_stable",
+    check_description="No column of the day drifted beyond its learned threshold (WARN: a shift is news).",
 )
 def event_distributions(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
     day = dt.date.fromisoformat(context.partition_key)

@@ -39,7 +39,8 @@ def judge_against_history(
         "corruption share that `ml/training_set` keeps out of training."
     ),
     kinds={"polars", "duckdb"},
-    check=("records_plausible", "No record of the day is implausible (WARN, with counts per reason)."),
+    check_name="records_plausible",
+    check_description="No record of the day is implausible (WARN, with counts per reason).",
 )
 def event_plausibility(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
     day = dt.date.fromisoformat(context.partition_key)

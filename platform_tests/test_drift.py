@@ -33,7 +33,9 @@ def compare_one(reference: pl.DataFrame, current: pl.DataFrame, **kwargs: object
 
 
 def numeric_pair(a: np.ndarray, b: np.ndarray) -> ColumnDrift:
-    return compare_one(pl.DataFrame({"x": a}), pl.DataFrame({"x": b}))
+    """The kernel on every reference value (no subset), for comparison with scipy."""
+    summary = summarize_reference(pl.DataFrame({"x": a}), max_numeric_values=None)
+    return compare_one(summary, pl.DataFrame({"x": b}))
 
 
 def zipf_labels(rng: np.random.Generator, levels: int, size: int) -> pl.Series:
@@ -390,11 +392,29 @@ def test_reference_subset_keeps_results_close() -> None:
     rng = np.random.default_rng(18)
     reference = pl.DataFrame({"x": rng.normal(size=100_000)})
     current = pl.DataFrame({"x": rng.normal(0.3, size=5_000)})
-    full = compare_one(reference, current)
+    full = compare_one(summarize_reference(reference, max_numeric_values=None), current)
     subset = compare_one(summarize_reference(reference, max_numeric_values=20_000), current)
-    assert subset.n_reference == 20_000
-    assert subset.statistic == pytest.approx(full.statistic, abs=0.005)
+    assert subset.n_reference == full.n_reference == 100_000  # the subset stands for the whole sample
+    assert subset.statistic == pytest.approx(full.statistic, abs=1 / 20_000)
     assert subset.effect_size == pytest.approx(full.effect_size, abs=0.01)
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.03])
+def test_default_reference_subset_keeps_scipy_figures(shift: float) -> None:
+    # Above 65,536 values the cached reference is a subset; D, W1 and p stay scipy's, the
+    # p-value at the reference's full count (the subset taken as the sample would lose power).
+    rng = np.random.default_rng(19)
+    a, b = rng.lognormal(size=300_000), rng.lognormal(shift, size=10_000)
+    result = compare_one(pl.DataFrame({"x": a}), pl.DataFrame({"x": b}))
+    expected = stats.ks_2samp(a, b)
+    assert "65536 evenly spaced order statistics of 300000" in result.method_reason
+    assert result.n_reference == 300_000
+    assert result.statistic == pytest.approx(expected.statistic, abs=2 / drift.MAX_NUMERIC_VALUES)
+    assert result.p_value == pytest.approx(expected.pvalue, rel=0.02)
+    # W1 integrates the ECDF's error over the reference's range.
+    assert result.wasserstein == pytest.approx(
+        stats.wasserstein_distance(a, b), abs=2 * (a.max() - a.min()) / drift.MAX_NUMERIC_VALUES
+    )
 
 
 def _days(n_days: int, rows: int, column: dict[str, np.ndarray]) -> pl.DataFrame:
@@ -548,3 +568,26 @@ def test_a_column_whose_days_really_vary_keeps_a_threshold_above_its_normal_days
     assert pooled.values["varied"] >= 2.24 * shift_sd
     assert pooled.values["varied"] > 3 * pooled.values["x0"]
     assert pooled.values["x0"] <= 1.5 * alone
+
+
+def _joined_counts_by_join(ref: pl.Series, current: pl.Series) -> pl.DataFrame:
+    """The categorical counts as a plain Polars join: the oracle for drift's cast-and-bincount."""
+    counts = [
+        s.cast(pl.String).drop_nulls().alias("value").value_counts(name=n) for s, n in ((ref, "r"), (current, "c"))
+    ]
+    joined = counts[0].join(counts[1], on="value", how="full", coalesce=True).fill_null(0)
+    return joined.with_columns(pooled=pl.col("r") + pl.col("c")).sort(["pooled", "value"], descending=[True, False])
+
+
+labels = st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "B", "é", "", "a b", "zz", "10", "9"])), max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(reference=labels, current=labels)
+def test_property_categorical_counts_equal_a_join(reference: list[str | None], current: list[str | None]) -> None:
+    ref, cur = pl.Series("c", reference, dtype=pl.String), pl.Series("c", current, dtype=pl.String)
+    summary = summarize_reference(ref.to_frame())
+    ref_counts, cur_counts = drift._joined_counts(summary.columns["c"], cur)  # type: ignore[arg-type]
+    expected = _joined_counts_by_join(ref, cur)
+    assert ref_counts.tolist() == expected["r"].to_list()
+    assert cur_counts.tolist() == expected["c"].to_list()

@@ -1,4 +1,4 @@
-"""A JSONL or Parquet file larger than a piece is streamed in pieces: the same result as reading it whole, in
+"""A JSONL, CSV or Parquet file larger than a piece is streamed in pieces: the same result as reading it whole, in
 bounded memory.
 
 The piece size is made tiny here (a few KiB), so every property of the streamed path is tested
@@ -36,6 +36,20 @@ def big_jsonl() -> bytes:
     lines[250] = lines[3]  # e3 again, many pieces later
     lines[260] += b"\r"  # a CRLF line
     return b"\xef\xbb\xbf" + b"\n".join(lines) + b"\n"
+
+
+def big_csv() -> bytes:
+    """About 40 KiB of CSV: a BOM, padded mixed-case headers, CRLF rows, a quoted value holding line ends and
+    commas, blank lines, a quarantined record, a repeat many pieces later, and an unknown column."""
+    header = "\ufeffEvent_ID, user_id ,timestamp,event_type,product_id,category,brand,price,session_id,note"
+    rows = []
+    for i in range(400):
+        e = event(i, event_type="teleport") if i == 150 else event(3 if i == 330 else i)
+        note = '"a note, with\na line end"' if i % 97 == 0 else ""
+        rows.append(",".join(str(e[k]) for k in list(e)[:9]) + "," + note)
+    rows[50] = ""  # blank
+    rows[260] += "\r"  # a CRLF row
+    return ("\n".join([header, *rows]) + "\n\n").encode()
 
 
 def big_parquet() -> bytes:
@@ -94,6 +108,25 @@ def test_pieces_give_the_same_result_as_reading_the_file_whole(tmp_path: Path, n
     assert lake.read(lake.batch_event_keys(pieces.batch_id)).height == 296
 
 
+@pytest.mark.parametrize("name, data", [("big.csv", big_csv()), ("big.csv.gz", gzip_bytes(big_csv()))])
+def test_a_csv_file_in_pieces_gives_the_same_result_as_reading_it_whole(tmp_path: Path, name: str, data: bytes) -> None:
+    landing = tmp_path / "landing"
+    write_landing(landing, name, data)
+    whole = ingest_landing(landing, Lake.local(tmp_path / "a"), tmp_path / "a.duckdb", piece_bytes=WHOLE)
+    pieces = ingest_landing(landing, Lake.local(tmp_path / "b"), tmp_path / "b.duckdb", piece_bytes=PIECE)
+
+    assert whole.pieces == 0 and pieces.pieces >= 5
+    assert totals(pieces) == totals(whole) == (399, 397, 1, 1)  # 400 rows - 1 blank; e3 twice
+    a, b = tables(tmp_path / "a.duckdb"), tables(tmp_path / "b.duckdb")
+    assert a["events"].equals(b["events"]) and a["files"].equals(b["files"])
+    assert a["quarantine"].equals(b["quarantine"])  # the same record numbers in the whole file
+    assert b["quarantine"]["source_row"].to_list() == [151]
+    noted = b["events"].filter(pl.col("event_id") == "e194")["extras"].to_list()
+    assert noted == a["events"].filter(pl.col("event_id") == "e194")["extras"].to_list() and "line end" in noted[0]
+    with warehouse.connect(tmp_path / "b.duckdb", read_only=True) as con:
+        assert warehouse.batch_reconciliation(con, pieces.batch_id)["ok"]
+
+
 def test_a_parquet_file_in_pieces_gives_the_same_result_as_reading_it_whole(tmp_path: Path) -> None:
     landing = tmp_path / "landing"
     write_landing(landing, "big.parquet", big_parquet())
@@ -148,6 +181,13 @@ def test_a_rerun_and_a_redelivery_of_a_streamed_file_change_nothing(tmp_path: Pa
     [
         ("cut.jsonl.gz", gzip_bytes(big_jsonl())[:-2000], "file:corrupt_compression"),
         ("latin1.jsonl", big_jsonl()[:30000] + b"\xe9t\xe9\n" + big_jsonl()[30000:], "file:invalid_utf8"),
+        ("latin1.csv", big_csv()[:30000] + b"\xe9t\xe9\n" + big_csv()[30000:], "file:invalid_utf8"),
+        (
+            "ragged.csv",
+            big_csv() + b"e9999,u1,2026-03-01T10:00:00+00:00,view,1,c,b,1.0,s,n,one too many\n",
+            "file:unreadable_csv",
+        ),
+        ("cut.csv.gz", gzip_bytes(big_csv())[:-2000], "file:corrupt_compression"),
     ],
 )
 def test_a_file_that_cannot_be_read_whole_is_rejected_before_any_piece(

@@ -1,4 +1,4 @@
-"""Load: a burst of 10,000 small files drained by the real landing sensor, and one big file.
+"""Load: a burst of 10,000 small files drained by the real landing sensor, and one big file (JSONL, then CSV).
 
 Both print their figures (time, peak RSS) to the terminal, also under pytest's capture.
 
@@ -188,8 +188,10 @@ print(json.dumps({"seconds": seconds, "peak_mib": peak, "phases": report.seconds
 """
 
 
-def write_big_jsonl(path: Path, target_bytes: int) -> int:
-    """Append chunks of clean demo events (event ids made unique per chunk) until the file reaches target_bytes."""
+def write_big_file(path: Path, target_bytes: int) -> int:
+    """Append chunks of clean demo events (event ids made unique per chunk) until the file reaches target_bytes;
+    JSONL or CSV by the name (a CSV file has one header line)."""
+    fmt = "csv" if path.suffix == ".csv" else "jsonl"
     frame = generate_events(DemoConfig(days=7, users=20_000, products=5_000, events_per_day=CHUNK_EVENTS // 7)).frame
     frame = frame.filter(pl.col("corruption").is_null())
     events = 0
@@ -198,22 +200,24 @@ def write_big_jsonl(path: Path, target_bytes: int) -> int:
         chunk = 0
         while out.tell() < target_bytes:
             renamed = frame.with_columns(pl.concat_str(pl.lit(f"c{chunk}-"), "event_id").alias("event_id"))
-            out.write(encode_events(renamed, "jsonl"))
+            data = encode_events(renamed, fmt)
+            out.write(data if fmt == "jsonl" or chunk == 0 else data[data.index(b"\n") + 1 :])
             events += renamed.height
             chunk += 1
     return events
 
 
+@pytest.mark.parametrize("name", ["big.jsonl", "big.csv"])
 def test_big_file_streams_in_pieces_with_memory_bounded_by_the_piece(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
 ) -> None:
     bound_mib = FIXED_MIB + PER_PIECE * PIECE_BYTES / 2**20
     # The bound must be below what a whole-file read needs, or it would pass without streaming.
     assert bound_mib < BIG_FILE_MB * WHOLE_FILE_FLOOR, "DP_BIG_FILE_MB is too small for this DP_PIECE_BYTES"
     landing = tmp_path / "landing"
     clock = time.perf_counter()
-    events = write_big_jsonl(landing / "big.jsonl", int(BIG_FILE_MB * 2**20))
-    size_mib = (landing / "big.jsonl").stat().st_size / 2**20
+    events = write_big_file(landing / name, int(BIG_FILE_MB * 2**20))
+    size_mib = (landing / name).stat().st_size / 2**20
     generated = time.perf_counter() - clock
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PLATFORM_DIR), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(
@@ -225,7 +229,7 @@ def test_big_file_streams_in_pieces_with_memory_bounded_by_the_piece(
     phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result["phases"].items())
     report(
         capsys,
-        f"big file: {size_mib:,.0f} MiB JSONL, {events:,} events (written in {generated:.0f} s) ingested in one batch"
+        f"big file: {size_mib:,.0f} MiB {name}, {events:,} events (written in {generated:.0f} s) ingested in one batch"
         f" read in {result['pieces']} pieces"
         f" in {result['seconds']:.1f} s ({events / result['seconds']:,.0f} rows/s; {phases});"
         f" peak RSS of the ingesting process {result['peak_mib']:,.0f} MiB"

@@ -9,8 +9,8 @@ Order matters for "nothing lost, nothing doubled":
 6. only then mark the landing files as ingested in the ledger.
 A crash between any two steps leaves a state that re-running the same batch completes.
 
-A JSONL or Parquet file larger than `piece_bytes` is never held whole: it is read as a stream, in pieces
-(of whole lines; of row batches), and each piece goes through steps 1-5 on its own (lake files
+A JSONL, CSV or Parquet file larger than `piece_bytes` is never held whole: it is read as a stream, in pieces
+(of whole lines; of whole records; of row batches), and each piece goes through steps 1-5 on its own (lake files
 `<batch id>.pNNNNN.parquet`, rows under the batch's id): a batch with pieces is
 committed piece by piece (memory stays bounded), with one audit row for the whole batch at the end;
 until then the batch is open, and a failure or a later run removes its pieces.
@@ -67,7 +67,7 @@ class IngestReport:
     event_dates: list[str] = field(default_factory=list)
     top_reasons: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
-    pieces: int = 0  # pieces large JSONL and Parquet files were read in (0: every file read whole)
+    pieces: int = 0  # pieces large files were read in (0: every file read whole)
 
     @property
     def rows_duplicate(self) -> int:

@@ -17,14 +17,16 @@ import hashlib
 import io
 import json
 import math
+import re
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, cast
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -114,6 +116,7 @@ def read_landing_file(source_file: str, data: bytes) -> ParsedFile | FileRejecti
 # what would reject the whole file (compression, UTF-8) and hashes it; a second pass cuts it at
 # line ends into pieces of about `piece_bytes` that are parsed like small files, with the line
 # numbers they have in the whole file. Memory stays bounded by the piece size, not the file size.
+# CSV and Parquet are read from a copy on local disk instead (see `_spooled`).
 
 STREAM_BLOCK_BYTES = 8 * 1024 * 1024
 
@@ -131,12 +134,12 @@ PARQUET_EXPANSION_ESTIMATE = 8
 
 
 def reads_in_pieces(source_file: str, size: int, piece_bytes: int) -> bool:
-    """Whether the file is read as a stream, in pieces (JSONL, gzipped or not, and Parquet; CSV is read whole)."""
+    """Whether the file is read as a stream, in pieces (JSONL and CSV, gzipped or not, and Parquet)."""
     fmt = file_format(source_file)
     if fmt == "parquet":
         return size * PARQUET_EXPANSION_ESTIMATE > piece_bytes
     expanded = size * GZIP_EXPANSION_ESTIMATE if source_file.lower().endswith(".gz") else size
-    return fmt == "jsonl" and expanded > piece_bytes
+    return fmt in ("jsonl", "csv") and expanded > piece_bytes
 
 
 class _HashingReader:
@@ -169,29 +172,43 @@ def _payload_blocks(reader: _HashingReader, gzipped: bool) -> Iterator[bytes]:
 
 def check_stream(source_file: str, stream: IO[bytes], piece_bytes: int) -> tuple[str, int, FileRejection | None]:
     """First pass over a file read in pieces: (content sha256, size, the whole file's rejection if it has one)."""
-    if file_format(source_file) == "parquet":
+    fmt = file_format(source_file)
+    if fmt == "parquet":
         return _check_parquet_stream(source_file, stream, piece_bytes)
-    return _check_jsonl_stream(source_file, stream)
+    if fmt == "csv":
+        return _check_csv_stream(source_file, stream, piece_bytes)
+    reader = _HashingReader(stream)
+    problem = _check_text(reader, source_file.lower().endswith(".gz"))
+    return reader.sha256.hexdigest(), reader.size, _stream_rejection(source_file, reader, problem)
 
 
 def read_pieces(source_file: str, stream: IO[bytes], sha256: str, piece_bytes: int) -> Iterator[ParsedFile]:
     """Second pass: the file as parsed pieces; FileChangedError if its bytes changed since the first."""
-    if file_format(source_file) == "parquet":
+    fmt = file_format(source_file)
+    if fmt == "parquet":
         return _parquet_pieces(source_file, stream, sha256, piece_bytes)
+    if fmt == "csv":
+        return _csv_pieces(source_file, stream, sha256, piece_bytes)
     return _jsonl_pieces(source_file, stream, sha256, piece_bytes)
 
 
-def _check_jsonl_stream(source_file: str, stream: IO[bytes]) -> tuple[str, int, FileRejection | None]:
-    reader = _HashingReader(stream)
+def _check_text(
+    reader: _HashingReader, gzipped: bool, each_block: Callable[[bytes], None] | None = None
+) -> tuple[str, str] | None:
+    """Read the whole stream through `reader` (so that it is hashed), checking that its content decompresses
+    and is UTF-8; each block of content goes to `each_block` if given. Returns (reason, detail) of the first
+    problem."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     problem: tuple[str, str] | None = None
     try:
-        for block in _payload_blocks(reader, source_file.lower().endswith(".gz")):
+        for block in _payload_blocks(reader, gzipped):
             if problem is None:
                 try:
                     decoder.decode(block)
                 except UnicodeDecodeError as exc:
                     problem = ("file:invalid_utf8", str(exc))
+            if each_block is not None:
+                each_block(block)
         if problem is None:
             decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
@@ -200,11 +217,17 @@ def _check_jsonl_stream(source_file: str, stream: IO[bytes]) -> tuple[str, int, 
         problem = ("file:corrupt_compression", str(exc))
     while reader.read(STREAM_BLOCK_BYTES):  # hash what the decoder left unread
         pass
-    digest = reader.sha256.hexdigest()
+    return problem
+
+
+def _stream_rejection(
+    source_file: str, reader: _HashingReader, problem: tuple[str, str] | None
+) -> FileRejection | None:
     if problem is None:
-        return digest, reader.size, None
+        return None
     preview = reader.head.decode("utf-8", errors="replace")
-    return digest, reader.size, FileRejection(source_file, digest, reader.size, problem[0], problem[1][:500], preview)
+    digest = reader.sha256.hexdigest()
+    return FileRejection(source_file, digest, reader.size, problem[0], problem[1][:500], preview)
 
 
 def _jsonl_pieces(source_file: str, stream: IO[bytes], sha256: str, piece_bytes: int) -> Iterator[ParsedFile]:
@@ -294,6 +317,107 @@ def _parquet_pieces(source_file: str, stream: IO[bytes], sha256: str, piece_byte
             yield ParsedFile(source_file, sha256, int(records.estimated_size()), records, no_lines)
 
 
+# A large CSV file is cut into pieces of whole records, as JSONL is into lines, and each piece is parsed with
+# the header line. A record ends at a line end outside quotes: where the count of quote characters before it
+# is even, which is how RFC 4180 quoting works and how Polars itself splits a file it reads in parallel (a
+# stray quote makes it fail the file, so a file whose quotes do not pair up is rejected whole, either way).
+# Unlike JSONL, a CSV file can fail to parse as a whole (a row with too many fields), so the first pass
+# parses every piece too: such a file is rejected before any piece, as it is when read whole.
+
+_LINE_END, _QUOTE = 0x0A, 0x22
+_LEADING_BLANK_LINES = re.compile(rb"(?:\r?\n)*")
+
+
+def _record_end(data: bytes, limit: int) -> int:
+    """Offset just after the last record end within the first `limit` bytes, else just after the first one
+    beyond them; 0 if `data` holds no record end."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    line_ends = np.flatnonzero(raw == _LINE_END)
+    quotes = np.flatnonzero(raw == _QUOTE)
+    ends = line_ends[np.searchsorted(quotes, line_ends) % 2 == 0] + 1
+    if ends.size == 0:
+        return 0
+    within = np.searchsorted(ends, limit, side="right")
+    return int(ends[within - 1] if within else ends[0])
+
+
+class _CsvCutter:
+    """Takes a CSV file's content block by block; gives back (header, whole records) pieces of about piece_bytes."""
+
+    def __init__(self, piece_bytes: int) -> None:
+        self.piece_bytes, self.header, self.pending = piece_bytes, b"", b""
+
+    def feed(self, block: bytes) -> list[tuple[bytes, bytes]]:
+        self.pending += block
+        if not self.header:
+            # Polars skips blank lines before the header (not whitespace, nor a lone CR).
+            self.pending = self.pending[_LEADING_BLANK_LINES.match(self.pending).end() :]  # type: ignore[union-attr]
+            cut = _record_end(self.pending, 0)
+            if cut == 0:
+                return []
+            self.header, self.pending = self.pending[:cut], self.pending[cut:]
+        pieces = []
+        while len(self.pending) >= self.piece_bytes:
+            cut = _record_end(self.pending, self.piece_bytes)
+            if cut == 0:  # a record longer than a piece (or an open quote): keep reading until it ends
+                break
+            pieces.append((self.header, self.pending[:cut]))
+            self.pending = self.pending[cut:]
+        return pieces
+
+    def finish(self) -> list[tuple[bytes, bytes]]:
+        rest, self.pending = self.pending, b""
+        return [(self.header, rest)] if self.header and rest else []
+
+
+def _csv_piece(header: bytes, data: bytes, first_row: int) -> tuple[pl.DataFrame, int]:
+    """A piece's records numbered from `first_row`, and the number of rows it read (blank ones included)."""
+    frame = pl.read_csv(io.BytesIO(header + data), infer_schema=False, raise_if_empty=False)
+    return _csv_records(frame, first_row), frame.height
+
+
+def _check_csv_stream(source_file: str, stream: IO[bytes], piece_bytes: int) -> tuple[str, int, FileRejection | None]:
+    reader, cutter = _HashingReader(stream), _CsvCutter(piece_bytes)
+    unreadable: list[tuple[str, str]] = []
+
+    def parse(pieces: list[tuple[bytes, bytes]]) -> None:
+        for header, data in pieces:
+            if not unreadable:
+                try:
+                    _csv_piece(header, data, 1)
+                except pl.exceptions.PolarsError as exc:
+                    unreadable.append(("file:unreadable_csv", str(exc)))
+
+    problem = _check_text(reader, source_file.lower().endswith(".gz"), lambda block: parse(cutter.feed(block)))
+    if problem is None:
+        parse(cutter.finish())
+        problem = next(iter(unreadable), None)
+    return reader.sha256.hexdigest(), reader.size, _stream_rejection(source_file, reader, problem)
+
+
+def _csv_pieces(source_file: str, stream: IO[bytes], sha256: str, piece_bytes: int) -> Iterator[ParsedFile]:
+    reader, cutter = _HashingReader(stream), _CsvCutter(piece_bytes)
+
+    def cut() -> Iterator[tuple[bytes, bytes]]:
+        for block in _payload_blocks(reader, source_file.lower().endswith(".gz")):
+            yield from cutter.feed(block)
+        if reader.sha256.hexdigest() != sha256:
+            raise FileChangedError(f"{source_file} changed while it was being read; its batch will be retried")
+        yield from cutter.finish()
+
+    pieces, first_row, no_lines = cut(), 1, pl.DataFrame(schema=MALFORMED_SCHEMA)
+    while True:
+        try:
+            piece = next(pieces, None)
+            if piece is None:
+                return
+            records, rows = _csv_piece(*piece, first_row)
+        except (OSError, EOFError, zlib.error, pl.exceptions.PolarsError) as exc:  # the first pass read it cleanly
+            raise FileChangedError(f"{source_file} changed while it was being read: {exc}") from exc
+        yield ParsedFile(source_file, sha256, len(piece[1]), records, no_lines)
+        first_row += rows
+
+
 def _numbered(frame: pl.DataFrame, first_row: int = 1) -> pl.DataFrame:
     return frame.with_row_index("source_row", offset=first_row).with_columns(pl.col("source_row").cast(pl.Int64))
 
@@ -305,10 +429,15 @@ def _read_csv(payload: bytes) -> pl.DataFrame | str:
         frame = pl.read_csv(io.BytesIO(payload), infer_schema=False, raise_if_empty=False)
     except pl.exceptions.PolarsError as exc:
         return str(exc)
-    # Hardening fix: a blank line (a trailing one, say) is no record, as in JSONL; Polars reads it as a
-    # row of nulls, which was quarantined as a phantom record missing every required field. (A row of
-    # bare separators, which holds no value either, is dropped too.)
-    return _numbered(_normalize_names(frame)).filter(~pl.all_horizontal(pl.exclude("source_row").is_null()))
+    return _csv_records(frame)
+
+
+def _csv_records(frame: pl.DataFrame, first_row: int = 1) -> pl.DataFrame:
+    """Normalized names, record numbers, and no blank rows. Hardening fix: a blank line (a trailing one, say)
+    is no record, as in JSONL; Polars reads it as a row of nulls, which was quarantined as a phantom record
+    missing every required field. (A row of bare separators, which holds no value either, is dropped too.)"""
+    numbered = _numbered(_normalize_names(frame), first_row)
+    return numbered.filter(~pl.all_horizontal(pl.exclude("source_row").is_null()))
 
 
 def _read_parquet(payload: bytes) -> pl.DataFrame | str:

@@ -30,7 +30,7 @@ class Settings:
     history_start: str
     batch_max_files: int
     batch_max_bytes: int
-    piece_bytes: int  # a JSONL or Parquet file larger than this in memory is read in pieces of about this size
+    piece_bytes: int  # a file larger than this in memory is read in pieces of about this size
     settle_seconds: float
     sensor_interval_seconds: int
     max_listed_files: int

@@ -71,10 +71,10 @@ def build(root: Path, events: int, days: int) -> tuple[Lake, list[ModelCard]]:
                 "INSERT INTO training_sets VALUES (?, ?, ?, [], 1, 1, NULL, now())", [fingerprint, train, holdout]
             )
             cards.append(_card(f"v{week:04d}", fingerprint, train))
-        con.sql("CREATE TABLE drift_reports (event_date DATE, champion VARCHAR)")
-        con.sql("CREATE TABLE model_performance (event_date DATE, champion VARCHAR)")
-        for table in ("drift_reports", "model_performance"):
-            con.execute(f"INSERT INTO {table} SELECT unnest(?::DATE[]), ?", [day_list, cards[-1].version])
+        for table in ("drift_reports", "model_performance"):  # the columns the report reads; the rest stay null
+            con.execute(
+                f"INSERT INTO {table} (event_date, champion) SELECT unnest(?::DATE[]), ?", [day_list, cards[-1].version]
+            )
     return lake, cards
 
 

@@ -154,7 +154,7 @@ def drift_rows(result: dict[str, Any], machine: str) -> list[Row]:
             "drift: 10k batch vs cached reference summary, s, vs scipy",
             result["batch_ours_s"],
             result["batch_scipy_s"],
-            3,
+            4,
             machine,
         ),
         (

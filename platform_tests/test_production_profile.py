@@ -6,7 +6,8 @@
   The profile's S3 compute-log manager is exercised against moto's S3 server.
 - Loaded and validated: the instance config against Dagster's schema, each configurable class
   (K8sRunLauncher, S3ComputeLogManager, QueuedRunCoordinator) built from its config, and the Helm
-  values for the official chart. No Kubernetes cluster is reached.
+  values for the official chart. No Kubernetes cluster is reached: the Job the run launcher would
+  create for a run is caught at the API call and checked against the Kubernetes API's own schema.
 """
 
 import os
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
+from unittest import mock
 
 import dagster as dg
 import psycopg2
@@ -131,14 +133,11 @@ def test_instance_config_passes_dagsters_schema_with_the_local_limits(dummy_env:
     assert profile["concurrency"]["pools"]["default_limit"] == 1  # the duckdb_writer pool: one writer
 
 
-def test_k8s_run_launcher_builds_from_the_profile(dummy_env: dict[str, str], tmp_path: Path) -> None:
-    from dagster_k8s import K8sRunLauncher
-
+def launcher_from_profile(tmp_path: Path) -> Any:
+    """The profile's run launcher. Outside a cluster the in-cluster credentials are absent: it loads a
+    kubeconfig that names a cluster nobody listens on (constructing the launcher parses it; no request
+    is made)."""
     section = load_profile()["run_launcher"]
-    assert (section["module"], section["class"]) == ("dagster_k8s", "K8sRunLauncher")
-    assert section["config"]["load_incluster_config"] is True
-    # Outside a cluster the in-cluster credentials are absent: load a kubeconfig that names a cluster
-    # nobody listens on (constructing the launcher parses it; no request is made).
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         yaml.safe_dump(
@@ -152,7 +151,16 @@ def test_k8s_run_launcher_builds_from_the_profile(dummy_env: dict[str, str], tmp
             }
         )
     )
-    launcher = rehydrate(section, load_incluster_config=False, kubeconfig_file=str(kubeconfig))
+    return rehydrate(section, load_incluster_config=False, kubeconfig_file=str(kubeconfig))
+
+
+def test_k8s_run_launcher_builds_from_the_profile(dummy_env: dict[str, str], tmp_path: Path) -> None:
+    from dagster_k8s import K8sRunLauncher
+
+    section = load_profile()["run_launcher"]
+    assert (section["module"], section["class"]) == ("dagster_k8s", "K8sRunLauncher")
+    assert section["config"]["load_incluster_config"] is True
+    launcher = launcher_from_profile(tmp_path)
     assert isinstance(launcher, K8sRunLauncher)
     assert launcher.job_namespace == dummy_env["DAGSTER_K8S_JOB_NAMESPACE"]
     assert launcher.job_image == dummy_env["DAGSTER_K8S_JOB_IMAGE"]
@@ -172,6 +180,75 @@ def test_k8s_run_launcher_builds_from_the_profile(dummy_env: dict[str, str], tmp
     assert not unknown, f"env_vars names settings that dataplatform.lib.settings does not read: {unknown}"
     mounts = {m["name"]: m["mountPath"] for m in section["config"]["volume_mounts"]}
     assert {v["name"] for v in section["config"]["volumes"]} == set(mounts)
+
+
+# A Kubernetes release the Job must be valid for (strict: unknown fields are errors, as `kubectl apply
+# --validate=strict` makes them).
+KUBERNETES_VERSION = "1.33.0"
+
+
+def launched_job(launcher: Any, job_name: str) -> dict[str, Any]:
+    """The Job manifest the launcher sends to the Kubernetes API for a run of `job_name`."""
+    import kubernetes
+    from dagster._core.code_pointer import ModuleCodePointer
+    from dagster._core.launcher import LaunchRunContext
+    from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
+    from dagster._core.test_utils import create_run_for_test
+
+    pointer = ModuleCodePointer("dataplatform.definitions", "defs", None)
+    repository = RepositoryPythonOrigin(
+        "/usr/local/bin/python", pointer, container_image=DUMMY_ENV["DAGSTER_K8S_JOB_IMAGE"]
+    )
+    with dg.instance_for_test() as instance:
+        launcher.register_instance(instance)
+        run = create_run_for_test(instance, job_name=job_name, job_code_origin=JobPythonOrigin(job_name, repository))
+        with mock.patch.object(launcher._api_client, "create_namespaced_job_with_retries") as create_job:
+            launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+    assert create_job.call_args.kwargs["namespace"] == DUMMY_ENV["DAGSTER_K8S_JOB_NAMESPACE"]
+    manifest: dict[str, Any] = kubernetes.client.ApiClient().sanitize_for_serialization(
+        create_job.call_args.kwargs["body"]
+    )
+    return manifest
+
+
+def test_the_run_worker_job_is_valid_kubernetes(
+    dummy_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kubernetes_validate
+
+    # The launcher copies the variables its `env_vars` names from its own environment into the pod.
+    passed = [name for name in load_profile()["run_launcher"]["config"]["env_vars"] if name not in DUMMY_ENV]
+    for name in passed:
+        monkeypatch.setenv(name, f"value-of-{name}")
+    job = launched_job(launcher_from_profile(tmp_path), "ingest_landing_files")
+    kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == DUMMY_ENV["DAGSTER_K8S_JOB_IMAGE"]
+    assert pod["serviceAccountName"] == DUMMY_ENV["DAGSTER_K8S_SERVICE_ACCOUNT"]
+    env = {e["name"]: e for e in container["env"]}
+    assert (
+        env["DAGSTER_PG_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == DUMMY_ENV["DAGSTER_K8S_PG_PASSWORD_SECRET"]
+    )
+    assert set(passed) >= LOCATION_SETTINGS
+    assert {name: env[name]["value"] for name in passed} == {name: f"value-of-{name}" for name in passed}
+    assert {s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s} >= {
+        "dataplatform-aws", "dataplatform-alerts"
+    }  # fmt: skip
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v
+    }
+    assert {m["name"] for m in container["volumeMounts"]} >= set(claims)
+
+    # The check is strict: a misspelt field, or a value of the wrong type, is refused.
+    misspelt = yaml.safe_load(yaml.safe_dump(job))
+    misspelt["spec"]["template"]["spec"]["serviceAcountName"] = "dagster"
+    wrong_type = yaml.safe_load(yaml.safe_dump(job))
+    wrong_type["spec"]["backoffLimit"] = "none"
+    for broken in (misspelt, wrong_type):
+        with pytest.raises(kubernetes_validate.ValidationError):
+            kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
 
 
 def test_compute_logs_and_run_queue_build_from_the_profile(dummy_env: dict[str, str]) -> None:

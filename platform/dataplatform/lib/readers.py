@@ -116,7 +116,7 @@ def read_landing_file(source_file: str, data: bytes) -> ParsedFile | FileRejecti
 # what would reject the whole file (compression, UTF-8) and hashes it; a second pass cuts it at
 # line ends into pieces of about `piece_bytes` that are parsed like small files, with the line
 # numbers they have in the whole file. Memory stays bounded by the piece size, not the file size.
-# CSV and Parquet are read from a copy on local disk instead (see `_spooled`).
+# CSV is cut the same way, at record ends (see `_CsvCutter`); Parquet is read from a copy on local disk.
 
 STREAM_BLOCK_BYTES = 8 * 1024 * 1024
 
@@ -328,17 +328,24 @@ _LINE_END, _QUOTE = 0x0A, 0x22
 _LEADING_BLANK_LINES = re.compile(rb"(?:\r?\n)*")
 
 
-def _record_end(data: bytes, limit: int) -> int:
-    """Offset just after the last record end within the first `limit` bytes, else just after the first one
-    beyond them; 0 if `data` holds no record end."""
+def _record_ends(data: bytes | memoryview) -> np.ndarray:
+    """Offsets just after each record end in `data` (quote parity counted from its start)."""
     raw = np.frombuffer(data, dtype=np.uint8)
     line_ends = np.flatnonzero(raw == _LINE_END)
     quotes = np.flatnonzero(raw == _QUOTE)
-    ends = line_ends[np.searchsorted(quotes, line_ends) % 2 == 0] + 1
-    if ends.size == 0:
-        return 0
-    within = np.searchsorted(ends, limit, side="right")
-    return int(ends[within - 1] if within else ends[0])
+    ends: np.ndarray = line_ends[np.searchsorted(quotes, line_ends) % 2 == 0] + 1
+    return ends
+
+
+def _record_end(data: bytes, limit: int) -> int:
+    """Offset just after the last record end within the first `limit` bytes, else just after the first one
+    beyond them; 0 if `data` holds no record end. Only the first `limit` bytes are scanned when they hold
+    one: `pending` can be many pieces long when a block is larger than a piece."""
+    within = _record_ends(memoryview(data)[:limit])
+    if within.size:
+        return int(within[-1])
+    beyond = _record_ends(data)
+    return int(beyond[0]) if beyond.size else 0
 
 
 class _CsvCutter:
